@@ -1,0 +1,301 @@
+"""Typed recipes: dataclasses, YAML files, dotted ``key=value`` overrides and validation.
+
+Every field is checked when a recipe is loaded, so a typo or a bad value stops a run before it
+costs compute, with an error that names the field (``optim.rho``), the value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A recipe field, file or value is wrong; the message names the culprit."""
+
+
+@dataclass
+class ModelConfig:
+    name: str = "vit_micro"
+    drop_rate: float = 0.0  # dropout on the classifier input / MLP outputs (timm's drop_rate)
+    drop_path_rate: float = 0.0  # stochastic depth, rising linearly over the blocks
+    kwargs: dict[str, Any] = field(default_factory=dict)  # extra constructor arguments for timm
+
+    def check(self) -> None:
+        _range("model.drop_rate", self.drop_rate, 0.0, 1.0, hi_open=True)
+        _range("model.drop_path_rate", self.drop_path_rate, 0.0, 1.0, hi_open=True)
+
+
+@dataclass
+class DataConfig:
+    dataset: Literal["fashion_mnist", "cifar10", "cifar100", "folder"] = "fashion_mnist"
+    root: str | None = None  # None: the dataset's default place (see sharpvision.data)
+    download: bool = False  # CIFAR only: fetch through torchvision when missing
+    img_size: int | None = None  # None: the dataset's native size (28 / 32 / 224)
+    fraction: float = 1.0  # stratified, seeded share of the training set (the paper's 1/2, 1/4, 1/10)
+    label_noise: float = 0.0  # share of training labels replaced by a different random class
+    val_fraction: float = 0.0  # stratified share of the training set held out for validation
+    augment: Literal["none", "basic", "strong"] = "basic"  # basic: crop + flip; strong: + RandAugment + Mixup
+    hflip: bool = True  # horizontal flip in "basic" / "strong"
+    rand_augment: str = "rand-m9-mstd0.5-inc1"  # timm RandAugment spec, "strong" only
+    mixup: float = 0.8  # Mixup alpha, "strong" only (0 disables)
+    cutmix: float = 0.0  # CutMix alpha, "strong" only (0 disables)
+    batch_size: int = 128
+    eval_batch_size: int = 512
+    num_workers: int = 0
+    subset_train: int | None = None  # cap on training examples after fraction/val split (smoke runs)
+    subset_test: int | None = None  # cap on test examples (smoke runs)
+    seed: int = 0  # seed of the fraction, label-noise and validation draws
+
+    def check(self) -> None:
+        _range("data.fraction", self.fraction, 0.0, 1.0, lo_open=True)
+        _range("data.label_noise", self.label_noise, 0.0, 1.0, hi_open=True)
+        _range("data.val_fraction", self.val_fraction, 0.0, 1.0, hi_open=True)
+        _range("data.mixup", self.mixup, 0.0, None)
+        _range("data.cutmix", self.cutmix, 0.0, None)
+        for name in ("batch_size", "eval_batch_size"):
+            _range(f"data.{name}", getattr(self, name), 1, None)
+        _range("data.num_workers", self.num_workers, 0, None)
+        if self.img_size is not None:
+            _range("data.img_size", self.img_size, 8, None)
+        for name in ("subset_train", "subset_test"):
+            if getattr(self, name) is not None:
+                _range(f"data.{name}", getattr(self, name), 1, None)
+        if self.dataset == "folder" and not self.root:
+            raise ConfigError("data.root: dataset 'folder' needs data.root, a folder with train/ and val/ (ImageNet layout)")
+
+
+@dataclass
+class OptimConfig:
+    name: Literal["adamw", "sgd", "lamb"] = "adamw"
+    lr: float = 1e-3
+    weight_decay: float = 0.05
+    betas: tuple[float, float] = (0.9, 0.999)  # adamw / lamb
+    momentum: float = 0.9  # sgd
+    nesterov: bool = False  # sgd
+    no_decay_1d: bool = True  # no weight decay on biases, norms, position embeddings (ndim <= 1)
+    sam: bool = False  # wrap the base optimizer in SAM
+    rho: float = 0.05  # SAM neighbourhood radius
+    adaptive: bool = False  # ASAM: elementwise |w| scaling of the perturbation
+    clip_grad_norm: float | None = 1.0  # global-norm clip of the (descent) gradient; null: off
+
+    def check(self) -> None:
+        _range("optim.lr", self.lr, 0.0, None, lo_open=True)
+        _range("optim.weight_decay", self.weight_decay, 0.0, None)
+        _range("optim.momentum", self.momentum, 0.0, 1.0, hi_open=True)
+        _range("optim.rho", self.rho, 0.0, None)
+        for i, b in enumerate(self.betas):
+            _range(f"optim.betas[{i}]", b, 0.0, 1.0, hi_open=True)
+        if self.clip_grad_norm is not None:
+            _range("optim.clip_grad_norm", self.clip_grad_norm, 0.0, None, lo_open=True)
+        if self.nesterov and self.name != "sgd":
+            raise ConfigError(f"optim.nesterov: only for optim.name=sgd, not {self.name!r}")
+
+
+@dataclass
+class ScheduleConfig:
+    epochs: int = 10
+    warmup_epochs: float = 1.0  # linear warmup from 0, in epochs (fractions allowed)
+    decay: Literal["cosine", "linear", "constant"] = "cosine"
+    min_lr_ratio: float = 0.0  # final lr as a share of optim.lr
+
+    def check(self) -> None:
+        _range("schedule.epochs", self.epochs, 1, None)
+        _range("schedule.warmup_epochs", self.warmup_epochs, 0.0, float(self.epochs))
+        _range("schedule.min_lr_ratio", self.min_lr_ratio, 0.0, 1.0)
+
+
+@dataclass
+class TrainConfig:
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU
+    label_smoothing: float = 0.0
+    ema_decay: float | None = None  # EMA of weights (e.g. 0.9999); null: off
+    eval_every: int = 1  # epochs between test evaluations (the last epoch is always evaluated)
+    log_every: int = 20  # steps between progress-bar / TensorBoard updates (one host sync each)
+    max_steps_per_epoch: int | None = None  # cut epochs short (smoke runs)
+    threads: int | None = None  # torch CPU threads; null: torch's default
+
+    def check(self) -> None:
+        _range("train.label_smoothing", self.label_smoothing, 0.0, 1.0, hi_open=True)
+        if self.ema_decay is not None:
+            _range("train.ema_decay", self.ema_decay, 0.0, 1.0, lo_open=True, hi_open=True)
+        _range("train.eval_every", self.eval_every, 1, None)
+        _range("train.log_every", self.log_every, 1, None)
+        for name in ("max_steps_per_epoch", "threads"):
+            if getattr(self, name) is not None:
+                _range(f"train.{name}", getattr(self, name), 1, None)
+
+
+@dataclass
+class Config:
+    name: str = "run"
+    seed: int = 0
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def check(self) -> None:
+        for f in dataclasses.fields(self):
+            sub = getattr(self, f.name)
+            if dataclasses.is_dataclass(sub):
+                sub.check()
+
+    def to_dict(self) -> dict[str, Any]:
+        return _plain(dataclasses.asdict(self))
+
+
+def _plain(obj: Any) -> Any:
+    """Tuples to lists, so the dict dumps to plain YAML/JSON."""
+    if isinstance(obj, dict):
+        return {k: _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    return obj
+
+
+def _range(name: str, value: float, lo: float | None, hi: float | None, lo_open: bool = False,
+           hi_open: bool = False) -> None:
+    bad_lo = lo is not None and (value <= lo if lo_open else value < lo)
+    bad_hi = hi is not None and (value >= hi if hi_open else value > hi)
+    if bad_lo or bad_hi:
+        left = "(" if lo_open else "["
+        right = ")" if hi_open else "]"
+        span = f"{left}{'-inf' if lo is None else lo}, {'inf' if hi is None else hi}{right}"
+        raise ConfigError(f"{name}: {value!r} is out of range, expected a value in {span}")
+
+
+def _coerce(name: str, tp: Any, value: Any) -> Any:
+    """Check ``value`` against the annotation ``tp`` and convert where lossless (int -> float, list -> tuple)."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None:
+            if type(None) in args:
+                return None
+            raise ConfigError(f"{name}: null is not allowed")
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(name, arg, value)
+            except ConfigError as e:
+                errors.append(str(e))
+        raise ConfigError(errors[0] if len(errors) == 1 else f"{name}: {value!r} matches none of {tp}")
+    if origin is Literal:
+        allowed = typing.get_args(tp)
+        if value not in allowed:
+            close = difflib.get_close_matches(str(value), [str(a) for a in allowed], n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ConfigError(f"{name}: {value!r} is not one of {', '.join(map(repr, allowed))}{hint}")
+        return value
+    if origin is tuple:
+        args = typing.get_args(tp)
+        if not isinstance(value, (list, tuple)) or len(value) != len(args):
+            raise ConfigError(f"{name}: expected a list of {len(args)} values, got {value!r}")
+        return tuple(_coerce(f"{name}[{i}]", a, v) for i, (a, v) in enumerate(zip(args, value)))
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{name}: expected a mapping, got {value!r}")
+        return dict(value)
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{name}: expected true or false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{name}: expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{name}: expected a number, got {value!r}")
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ConfigError(f"{name}: expected a finite number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{name}: expected a string, got {value!r}")
+        return value
+    raise TypeError(f"unsupported annotation {tp} for {name}")  # a bug in this module, not in the recipe
+
+
+def _build(cls: type, data: Any, prefix: str) -> Any:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{prefix or 'recipe'}: expected a mapping of fields, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for key, value in data.items():
+        dotted = f"{prefix}{key}"
+        if key not in names:
+            close = difflib.get_close_matches(str(key), names, n=1)
+            hint = f" (did you mean {prefix}{close[0]}?)" if close else f"; known: {', '.join(names)}"
+            raise ConfigError(f"{dotted}: unknown field{hint}")
+        tp = hints[key]
+        if dataclasses.is_dataclass(tp):
+            kwargs[key] = _build(tp, value, f"{dotted}.")
+        else:
+            kwargs[key] = _coerce(dotted, tp, value)
+    return cls(**kwargs)
+
+
+def from_dict(data: dict[str, Any]) -> Config:
+    """A validated Config from a nested dict (fields missing from ``data`` take their defaults)."""
+    cfg = _build(Config, data, "")
+    cfg.check()
+    return cfg
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``a.b=value`` strings to a nested dict; values are parsed as YAML (``0.1``, ``true``, ``[1, 2]``)."""
+    out = _plain(data)
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key or any(not part for part in key.split(".")):
+            raise ConfigError(f"override {item!r}: expected key=value, e.g. optim.rho=0.1")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else raw
+        except yaml.YAMLError as e:
+            raise ConfigError(f"override {item!r}: value is not valid YAML ({e})") from None
+        node = out
+        parts = key.split(".")
+        for depth, part in enumerate(parts[:-1]):
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"override {item!r}: {'.'.join(parts[:depth + 1])} is not a section")
+            node = child
+        node[parts[-1]] = value
+    return out
+
+
+def load(path: str | Path, overrides: list[str] | None = None) -> Config:
+    """Load a YAML recipe, apply overrides and validate every field."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"recipe {path}: no such file")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise ConfigError(f"recipe {path}: malformed YAML: {e}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"recipe {path}: expected a mapping at the top level, got {type(data).__name__}")
+    try:
+        return from_dict(apply_overrides(data, overrides or []))
+    except ConfigError as e:
+        raise ConfigError(f"recipe {path}: {e}") from None
+
+
+def dump(cfg: Config, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
