@@ -42,7 +42,7 @@ class DataConfig:
     fraction: float = 1.0  # stratified, seeded share of the training set (the paper's 1/2, 1/4, 1/10)
     label_noise: float = 0.0  # share of training labels replaced by a different random class
     val_fraction: float = 0.0  # stratified share of the training set held out for validation
-    augment: Literal["none", "basic", "strong"] = "basic"  # basic: crop + flip; strong: + RandAugment + Mixup
+    augment: Literal["none", "basic", "strong"] = "basic"  # basic: crop+flip; strong: + RandAugment + Mixup
     hflip: bool = True  # horizontal flip in "basic" / "strong"
     rand_augment: str = "rand-m9-mstd0.5-inc1"  # timm RandAugment spec, "strong" only
     mixup: float = 0.8  # Mixup alpha, "strong" only (0 disables)
@@ -63,6 +63,7 @@ class DataConfig:
         for name in ("batch_size", "eval_batch_size"):
             _range(f"data.{name}", getattr(self, name), 1, None)
         _range("data.num_workers", self.num_workers, 0, None)
+        _range("data.seed", self.seed, 0, None)
         if self.img_size is not None:
             _range("data.img_size", self.img_size, 8, None)
         for name in ("subset_train", "subset_test"):
@@ -145,6 +146,7 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def check(self) -> None:
+        _range("seed", self.seed, 0, None)
         for f in dataclasses.fields(self):
             sub = getattr(self, f.name)
             if dataclasses.is_dataclass(sub):
@@ -177,6 +179,8 @@ def _range(name: str, value: float, lo: float | None, hi: float | None, lo_open:
 def _coerce(name: str, tp: Any, value: Any) -> Any:
     """Check ``value`` against the annotation ``tp`` and convert where lossless (int -> float, list -> tuple)."""
     origin = typing.get_origin(tp)
+    if value is None and origin not in (typing.Union, types.UnionType):
+        raise ConfigError(f"{name}: null is not allowed")
     if origin in (typing.Union, types.UnionType):
         args = typing.get_args(tp)
         if value is None:
@@ -231,7 +235,7 @@ def _coerce(name: str, tp: Any, value: Any) -> Any:
 
 def _build(cls: type, data: Any, prefix: str) -> Any:
     if not isinstance(data, dict):
-        raise ConfigError(f"{prefix or 'recipe'}: expected a mapping of fields, got {data!r}")
+        raise ConfigError(f"{prefix.rstrip('.') or 'recipe'}: expected a mapping of fields, got {data!r}")
     hints = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]
     kwargs = {}

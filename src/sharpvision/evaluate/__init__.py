@@ -1,0 +1,5 @@
+"""Evaluation of trained models."""
+
+from sharpvision.evaluate.accuracy import evaluate
+
+__all__ = ["evaluate"]

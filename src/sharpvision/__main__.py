@@ -1,0 +1,3 @@
+from sharpvision.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,125 @@
+"""``sharpvision`` command line: models, train, eval, demo."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+
+from sharpvision import config as svconfig
+
+RECIPES = Path(__file__).resolve().parents[2] / "configs"
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from sharpvision import models
+    names = models.list_models()
+    width = max(map(len, names))
+    for name in names:
+        print(f"{name:<{width}}  {models.family(name):<8}  {models.describe(name)}")
+    print(f"\n{len(names)} names; any timm model name works too (timm.list_models()).")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from sharpvision.train import train
+    cfg = svconfig.load(args.recipe, args.overrides)
+    out = Path(args.out) if args.out else Path("runs") / cfg.name
+    summary = train(cfg, out, resume=args.resume, stop_after_epoch=args.stop_after_epoch,
+                    progress=not args.quiet)
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from sharpvision.evaluate.run import evaluate_run
+    result = evaluate_run(args.target, ema=args.ema, overrides=args.overrides)
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """A small ViT on Fashion-MNIST with and without SAM, then a side-by-side table."""
+    from sharpvision.train import train
+    out = Path(args.out)
+    if args.fresh and out.exists():
+        shutil.rmtree(out)
+    rows = {}
+    for label, sam in (("AdamW", False), ("SAM(AdamW)", True)):
+        cfg = svconfig.load(args.recipe, [f"optim.sam={str(sam).lower()}", *args.overrides])
+        run_dir = out / ("vit_sam" if sam else "vit_base")
+        summary_file = run_dir / "summary.json"
+        if summary_file.exists():
+            print(f"{label}: reusing the finished run in {run_dir} (pass --fresh to retrain)")
+            rows[label] = json.loads(summary_file.read_text())
+            continue
+        print(f"== {label}: {cfg.model.name} on {cfg.data.dataset}, {cfg.schedule.epochs} epochs -> {run_dir}")
+        rows[label] = train(cfg, run_dir, resume=(run_dir / "config.yaml").exists(), progress=not args.quiet)
+    print()
+    print(demo_table(rows))
+    return 0
+
+
+def demo_table(rows: dict[str, dict]) -> str:
+    cols = [("test accuracy", "test_accuracy", "{:.4f}"), ("final train loss", "train_loss", "{:.4f}"),
+            ("images/s", "images_per_s", "{:.0f}"), ("wall time (s)", "wall_time_s", "{:.0f}")]
+    head = f"{'':<14}" + "".join(f"{name:>18}" for name, _, _ in cols)
+    lines = [head]
+    for label, s in rows.items():
+        lines.append(f"{label:<14}" + "".join(f"{fmt.format(s[key]):>18}" for _, key, fmt in cols))
+    any_row = next(iter(rows.values()))
+    lines.append(f"model {any_row['model']} ({any_row['params']:,} params), device {any_row['device']}, "
+                 f"torch {any_row['torch']}")
+    return "\n".join(lines)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="sharpvision", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+    sub.add_parser("models", help="list model names").set_defaults(fn=cmd_models)
+
+    t = sub.add_parser("train", help="train a recipe: sharpvision train RECIPE [--out DIR] [--resume] [key=value ...]")
+    t.add_argument("recipe", help="YAML recipe, e.g. configs/fmnist/vit_sam.yaml")
+    t.add_argument("overrides", nargs="*", help="dotted overrides, e.g. optim.rho=0.1 data.fraction=0.25")
+    t.add_argument("--out", help="run directory (default runs/<recipe name>)")
+    t.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    t.add_argument("--stop-after-epoch", type=int, help="stop after this many epochs, resumable (time slices)")
+    t.add_argument("--quiet", action="store_true", help="no progress bar or epoch lines")
+    t.set_defaults(fn=cmd_train)
+
+    e = sub.add_parser("eval", help="test accuracy and loss of a run directory or checkpoint")
+    e.add_argument("target", help="run directory or checkpoint file (.pt)")
+    e.add_argument("overrides", nargs="*", help="data overrides, e.g. data.root=/data/fmnist")
+    e.add_argument("--ema", action="store_true", help="evaluate the EMA weights (when the run kept them)")
+    e.set_defaults(fn=cmd_eval)
+
+    d = sub.add_parser("demo", help="small ViT on Fashion-MNIST, with and without SAM, side by side (CPU minutes)")
+    d.add_argument("overrides", nargs="*", help="dotted overrides applied to both runs")
+    d.add_argument("--recipe", default=str(RECIPES / "demo.yaml"))
+    d.add_argument("--out", default="runs/demo")
+    d.add_argument("--fresh", action="store_true", help="delete earlier demo runs in --out first")
+    d.add_argument("--quiet", action="store_true")
+    d.set_defaults(fn=cmd_demo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.fn(args)
+    except KeyboardInterrupt:
+        print("interrupted; the last finished epoch is in the run's checkpoint (resume with --resume)",
+              file=sys.stderr)
+        return 130
+    except Exception as e:  # user-facing errors: one clear line, non-zero exit
+        from sharpvision.errors import user_errors
+        if isinstance(e, user_errors()):
+            print(f"sharpvision {args.command}: error: {e}", file=sys.stderr)
+            return 2
+        raise
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

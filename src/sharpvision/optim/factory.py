@@ -1,0 +1,79 @@
+"""Base optimizers by name, SAM wrapping, weight-decay groups and learning-rate schedules."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import nn
+from torch.optim import Optimizer
+from torch.optim.lr_scheduler import LambdaLR
+
+from sharpvision.config import OptimConfig, ScheduleConfig
+from sharpvision.optim.sam import SAM
+
+
+def base_optimizer(name: str) -> type[Optimizer]:
+    """The torch.optim-compatible class for a recipe's ``optim.name``."""
+    if name == "adamw":
+        return torch.optim.AdamW
+    if name == "sgd":
+        return torch.optim.SGD
+    if name == "lamb":
+        from timm.optim import Lamb  # timm's LAMB (You et al. 2020), as in big_vision's ViT recipes
+        return Lamb
+    raise ValueError(f"optim.name: unknown optimizer {name!r}; expected adamw, sgd or lamb")
+
+
+def base_kwargs(cfg: OptimConfig) -> dict[str, Any]:
+    """Constructor arguments of the base optimizer (weight decay is set per group)."""
+    if cfg.name == "sgd":
+        return dict(lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov)
+    return dict(lr=cfg.lr, betas=tuple(cfg.betas))
+
+
+def param_groups(model: nn.Module, weight_decay: float, no_decay_1d: bool = True) -> list[dict[str, Any]]:
+    """Two groups: decayed weights, and (if ``no_decay_1d``) undecayed biases, norms and embeddings.
+
+    Decaying LayerNorm gains and biases hurts ViTs; timm and nanoGPT both exempt tensors with ndim <= 1,
+    and timm models list extra exemptions (position embeddings, class token) in ``no_weight_decay()``.
+    """
+    skip = set(model.no_weight_decay()) if no_decay_1d and hasattr(model, "no_weight_decay") else set()
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        exempt = no_decay_1d and (p.ndim <= 1 or name in skip or name.split(".")[-1] in skip)
+        (no_decay if exempt else decay).append(p)
+    groups = [{"params": decay, "weight_decay": weight_decay}]
+    if no_decay:
+        groups.append({"params": no_decay, "weight_decay": 0.0})
+    return groups
+
+
+def build_optimizer(model: nn.Module, cfg: OptimConfig) -> Optimizer:
+    """The base optimizer, wrapped in SAM/ASAM when ``cfg.sam``."""
+    cls = base_optimizer(cfg.name)
+    groups = param_groups(model, cfg.weight_decay, cfg.no_decay_1d)
+    if cfg.sam:
+        return SAM(groups, cls, rho=cfg.rho, adaptive=cfg.adaptive, model=model, **base_kwargs(cfg))
+    return cls(groups, **base_kwargs(cfg))
+
+
+def lr_factor(step: int, total_steps: int, warmup_steps: int, decay: str, min_ratio: float) -> float:
+    """Multiplier of the peak lr at ``step``: linear warmup from 0, then cosine / linear decay / constant."""
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    if decay == "constant":
+        return 1.0
+    progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+    shape = 0.5 * (1.0 + math.cos(math.pi * progress)) if decay == "cosine" else 1.0 - progress
+    return min_ratio + (1.0 - min_ratio) * shape
+
+
+def build_scheduler(optimizer: Optimizer, cfg: ScheduleConfig, steps_per_epoch: int) -> LambdaLR:
+    """A per-step LambdaLR; stepping it once per optimizer step keeps resume exact (its state is the step count)."""
+    total = cfg.epochs * steps_per_epoch
+    warmup = round(cfg.warmup_epochs * steps_per_epoch)
+    return LambdaLR(optimizer, lambda s: lr_factor(s, total, warmup, cfg.decay, cfg.min_lr_ratio))

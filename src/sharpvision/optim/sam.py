@@ -1,0 +1,195 @@
+"""Sharpness-Aware Minimization (Foret et al., ICLR 2021) over any torch optimizer, and ASAM (Kwon et al., 2021).
+
+SAM minimises max_{||e|| <= rho} L(w + e). One step takes two forward/backward passes:
+
+1. the gradient g at w gives the first-order worst case e = rho * g / ||g||
+   (ASAM: e = rho * T^2 g / ||T g|| with T = diag(|w|), so the radius scales with each weight);
+2. the gradient at w + e is the descent direction; w is restored *exactly* (an in-place copy, not a
+   subtraction, so rho = 0 reproduces the base optimizer bit for bit) and the base optimizer steps.
+
+Weight decay stays out of e: e uses the raw loss gradient, and the base optimizer applies its own
+(decoupled or L2) decay at the restored point. Gradient clipping belongs to the descent gradient:
+clip between the second backward and :meth:`SAM.unperturb_and_step` (clipping before the ascent is
+a no-op because e is normalised).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+from torch import nn
+from torch.optim import Optimizer
+
+_NORM_BUFFERS = ("running_mean", "running_var", "num_batches_tracked")
+
+
+@contextmanager
+def frozen_bn_stats(model: nn.Module | None) -> Iterator[None]:
+    """Run a forward pass without changing BatchNorm running statistics.
+
+    SAM's second pass sees perturbed weights; its batch statistics must not leak into the running
+    estimates used at test time (davda54/sam #17). Snapshot-and-restore is exact for any momentum
+    (including ``momentum=None``) and, unlike toggling ``momentum``, never changes module attributes,
+    so a compiled model keeps one graph.
+    """
+    if model is None:
+        yield
+        return
+    saved = [(buf, buf.clone()) for mod in model.modules() if isinstance(mod, nn.modules.batchnorm._NormBase)
+             for name in _NORM_BUFFERS if (buf := getattr(mod, name, None)) is not None]
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for buf, copy in saved:
+                buf.copy_(copy)
+
+
+@contextmanager
+def replay_rng() -> Iterator[Callable[[], None]]:
+    """Yield a function that rewinds torch's CPU (and CUDA) RNG to where the block started.
+
+    Calling it before SAM's second pass gives both passes the same dropout / drop-path masks, as the
+    JAX reference does with one PRNG key. The RNG then ends where one pass would leave it, so with
+    rho = 0 a SAM run follows the base optimizer's run exactly, random stream included.
+    """
+    cpu = torch.get_rng_state()
+    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
+
+    def rewind() -> None:
+        torch.set_rng_state(cpu)
+        if cuda is not None:
+            torch.cuda.set_rng_state_all(cuda)
+
+    yield rewind
+
+
+class SAM(Optimizer):
+    """SAM / ASAM wrapping a base optimizer.
+
+    ``SAM(model.parameters(), torch.optim.AdamW, rho=0.05, lr=1e-3, weight_decay=0.05)``.
+
+    Two ways to drive it:
+
+    * ``opt.step(closure)``: the closure zeroes nothing, runs forward and backward and returns the
+      loss; SAM calls it at w and at w + e and returns the loss at w. Pass ``model=`` to keep
+      BatchNorm running statistics from the first pass only.
+    * ``loss(w).backward(); opt.perturb(); opt.zero_grad(); loss(w + e).backward(); [clip];
+      opt.unperturb_and_step()`` for loops that manage the passes themselves (AMP, DDP no_sync).
+
+    ``param_groups`` are the base optimizer's own, so LR schedulers, ``add_param_group`` and
+    per-group ``rho`` work on the wrapper as on any optimizer; ``state_dict`` is the base optimizer's.
+    """
+
+    def __init__(self, params: Any, base_optimizer: Callable[..., Optimizer], rho: float = 0.05,
+                 adaptive: bool = False, eps: float = 1e-12, model: nn.Module | None = None,
+                 **base_kwargs: Any) -> None:
+        if rho < 0:
+            raise ValueError(f"SAM rho must be >= 0, got {rho}")
+        if eps <= 0:
+            raise ValueError(f"SAM eps must be > 0, got {eps}")
+        super().__init__(params, dict(rho=rho, adaptive=adaptive, **base_kwargs))
+        self.base_optimizer = base_optimizer(self.param_groups, **base_kwargs)
+        self.param_groups = self.base_optimizer.param_groups
+        self.defaults.update(self.base_optimizer.defaults)
+        self.eps = eps
+        self.model = model
+        self._backup: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    @property
+    def state(self) -> Any:  # the base optimizer's state (momenta), shown through the wrapper
+        return self.base_optimizer.state
+
+    @state.setter
+    def state(self, value: Any) -> None:  # Optimizer.__init__ assigns it once; the base owns the real one
+        pass
+
+    @property
+    def perturbed(self) -> bool:
+        return bool(self._backup)
+
+    def _grads(self) -> list[tuple[dict, torch.Tensor, torch.Tensor]]:
+        return [(g, p, p.grad) for g in self.param_groups for p in g["params"] if p.grad is not None]
+
+    @torch.no_grad()
+    def grad_norm(self) -> torch.Tensor:
+        """||T g||_2 over all parameters (T = |w| for ASAM groups, identity otherwise), in float32, on device."""
+        items = self._grads()
+        if not items:
+            raise RuntimeError("SAM.perturb: no parameter has a gradient; call backward() first")
+        scaled = [(p.abs() * grad if group["adaptive"] else grad) for group, p, grad in items]
+        norms = torch._foreach_norm([s.float() for s in scaled])
+        return torch.linalg.vector_norm(torch.stack([n.to(norms[0].device) for n in norms]))
+
+    @torch.no_grad()
+    def perturb(self) -> torch.Tensor:
+        """Move to w + e (the ascent step); returns ||T g|| (a device tensor, no host sync)."""
+        if self.perturbed:
+            raise RuntimeError("SAM.perturb called twice without unperturb_and_step")
+        norm = self.grad_norm()
+        scale = 1.0 / (norm + self.eps)
+        for group, p, grad in self._grads():
+            e = grad * (group["rho"] * scale).to(grad.dtype)
+            if group["adaptive"]:
+                e = e * p.square()
+            self._backup.append((p, p.detach().clone()))
+            p.add_(e)
+        return norm
+
+    @torch.no_grad()
+    def unperturb(self) -> None:
+        """Restore w exactly (in-place copy keeps storage and addresses, so compiled graphs stay valid)."""
+        for p, saved in self._backup:
+            p.copy_(saved)
+        self._backup = []
+
+    @torch.no_grad()
+    def unperturb_and_step(self) -> None:
+        """Restore w and step the base optimizer with the gradient taken at w + e."""
+        if not self.perturbed:
+            raise RuntimeError("SAM.unperturb_and_step called before perturb")
+        self.step()  # through the instance's step, which LR schedulers wrap to track optimizer steps
+
+    def step(self, closure: Callable[[], torch.Tensor] | None = None) -> torch.Tensor | None:  # type: ignore[override]
+        """A full SAM step: closure at w, perturb, closure at w + e, restore, base step. Returns L(w).
+
+        Without a closure, after :meth:`perturb` and the second backward, it is :meth:`unperturb_and_step`.
+        """
+        if closure is None and self.perturbed:
+            self.unperturb()
+            self.base_optimizer.step()
+            return None
+        if closure is None:
+            raise RuntimeError("SAM.step needs a closure that runs forward and backward and returns the loss; "
+                               "or call perturb() and unperturb_and_step() around your own second pass")
+        closure = torch.enable_grad()(closure)
+        self.zero_grad(set_to_none=True)
+        with replay_rng() as replay:
+            loss = closure()
+            self.perturb()
+            self.zero_grad(set_to_none=True)
+            replay()
+            with frozen_bn_stats(self.model):
+                closure()
+        self.unperturb()
+        self.base_optimizer.step()
+        return loss
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        self.base_optimizer.zero_grad(set_to_none=set_to_none)
+
+    def state_dict(self) -> dict[str, Any]:
+        if self.perturbed:
+            raise RuntimeError("SAM.state_dict while perturbed: the weights are w + e; save after the step")
+        return self.base_optimizer.state_dict()
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.base_optimizer.load_state_dict(state_dict)
+        self.param_groups = self.base_optimizer.param_groups
+
+    def __repr__(self) -> str:
+        kind = "ASAM" if self.param_groups and self.param_groups[0]["adaptive"] else "SAM"
+        return f"{kind}(rho={self.defaults['rho']}, base={self.base_optimizer.__class__.__name__})"

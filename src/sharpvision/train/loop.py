@@ -1,0 +1,238 @@
+"""The training loop: read it top to bottom in :func:`train`, one epoch in :func:`train_one_epoch`.
+
+Everything a step does lives in :mod:`sharpvision.train.step`; data comes as an iterable of (x, y)
+batches, so a device-resident loader or a compiled model slots in without touching this file.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from tqdm.auto import tqdm
+
+from sharpvision import data as svdata
+from sharpvision import models
+from sharpvision.config import Config
+from sharpvision.evaluate import evaluate
+from sharpvision.optim import SAM, build_optimizer, build_scheduler
+from sharpvision.train.logging import MetricLogger
+from sharpvision.train.rundir import RunDir
+from sharpvision.train.step import StepFn, make_step
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or inf; the last good checkpoint is kept."""
+
+
+@dataclass
+class Runtime:
+    """Where and how tensors run, decided once from the recipe."""
+
+    device: torch.device
+    amp_dtype: torch.dtype | None
+
+    @classmethod
+    def from_config(cls, cfg: Config) -> Runtime:
+        name = cfg.train.device
+        if name == "auto":
+            name = "cuda" if torch.cuda.is_available() else "cpu"
+        if name == "cuda" and not torch.cuda.is_available():
+            raise RuntimeError("train.device: 'cuda' asked for, but torch sees no CUDA device")
+        precision = cfg.train.precision
+        if precision == "auto":
+            precision = "bf16" if name == "cuda" else "fp32"
+        return cls(torch.device(name), torch.bfloat16 if precision == "bf16" else None)
+
+    def autocast(self) -> Any:
+        if self.amp_dtype is None:
+            return nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def build_model(cfg: Config, bundle: svdata.DataBundle) -> nn.Module:
+    return models.create(cfg.model.name, num_classes=bundle.num_classes, img_size=bundle.img_size,
+                         in_chans=bundle.in_chans, drop_rate=cfg.model.drop_rate,
+                         drop_path_rate=cfg.model.drop_path_rate, **cfg.model.kwargs)
+
+
+def train(cfg: Config, out_dir: str | Path, resume: bool = False, stop_after_epoch: int | None = None,
+          progress: bool = True) -> dict[str, Any]:
+    """Train ``cfg`` into ``out_dir``; returns the summary (also written to ``summary.json``).
+
+    ``resume`` continues from ``checkpoints/last.pt`` exactly (weights, optimizer, schedule, EMA,
+    RNG states, epoch). ``stop_after_epoch`` ends this call early, as a preemption would.
+    """
+    run = RunDir.open(out_dir, cfg, resume)
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
+    rt = Runtime.from_config(cfg)
+    seed_everything(cfg.seed)
+    bundle = svdata.build_datasets(cfg.data, label_smoothing=cfg.train.label_smoothing)
+    model = build_model(cfg, bundle).to(rt.device)
+    optimizer = build_optimizer(model, cfg.optim)
+    steps_per_epoch = _steps_per_epoch(len(bundle.train), cfg)
+    scheduler = build_scheduler(optimizer, cfg.schedule, steps_per_epoch)
+    ema = (AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.train.ema_decay), use_buffers=True)
+           if cfg.train.ema_decay else None)
+    # soft (mixup) targets carry their own smoothing, set in the data bundle
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=0.0 if bundle.mixup else cfg.train.label_smoothing)
+    step_fn = make_step(model, optimizer, loss_fn, cfg.optim.clip_grad_norm, rt.autocast)
+
+    state = {"epoch": 0, "step": 0, "train_time_s": 0.0, "wall_time_s": 0.0, "train_images": 0}
+    if resume and run.checkpoint.exists():
+        state = run.restore(model, optimizer, scheduler, ema, rt.device)
+    logger = MetricLogger(run.path, completed_epochs=state["epoch"], step=state["step"])
+    test_loader = svdata.eval_loader(bundle.test, cfg.data)
+    val_loader = svdata.eval_loader(bundle.val, cfg.data) if bundle.val is not None else None
+    last = {}
+    try:
+        for epoch in range(state["epoch"], cfg.schedule.epochs):
+            t0 = time.perf_counter()
+            train_loader = svdata.train_loader_for_epoch(bundle, cfg.data, cfg.seed, epoch)
+            stats = train_one_epoch(model, step_fn, scheduler, ema, train_loader, bundle.mixup, rt, cfg, epoch,
+                                    state, steps_per_epoch, logger, progress)
+            record = {"epoch": epoch, **stats}
+            if (epoch + 1) % cfg.train.eval_every == 0 or epoch + 1 == cfg.schedule.epochs:
+                record |= _prefixed("test_", evaluate(model, test_loader, rt.device, rt.autocast))
+                if val_loader is not None:
+                    record |= _prefixed("val_", evaluate(model, val_loader, rt.device, rt.autocast))
+                if ema is not None:
+                    record |= _prefixed("ema_test_", evaluate(ema.module, test_loader, rt.device, rt.autocast))
+            state["epoch"] = epoch + 1
+            state["wall_time_s"] += time.perf_counter() - t0
+            logger.log(record, state["step"], prefix="epoch/")
+            run.save(model, optimizer, scheduler, ema, state)
+            last = record
+            if progress:
+                print(_epoch_line(record, cfg.schedule.epochs), flush=True)
+            if stop_after_epoch is not None and state["epoch"] >= stop_after_epoch:
+                break
+    finally:
+        logger.close()
+    if state["epoch"] < cfg.schedule.epochs:
+        return {"stopped_at_epoch": state["epoch"], "run_dir": str(run.path)}
+    summary = _summary(cfg, model, optimizer, rt, state, last or run.last_epoch_record())
+    run.write_summary(summary)
+    return summary
+
+
+def train_one_epoch(model: nn.Module, step_fn: StepFn, scheduler: Any, ema: AveragedModel | None, loader: Any,
+                    mixup: Any, rt: Runtime, cfg: Config, epoch: int, state: dict[str, Any], steps: int,
+                    logger: MetricLogger, progress: bool) -> dict[str, float]:
+    """One pass over ``loader``; sums live on the device and are read once per ``log_every`` steps."""
+    model.train()
+    dev = rt.device
+    loss_sum = torch.zeros((), device=dev, dtype=torch.float64)
+    correct = torch.zeros((), device=dev, dtype=torch.int64)
+    seen, t0 = 0, time.perf_counter()
+    bar = tqdm(total=steps, desc=f"epoch {epoch + 1}/{cfg.schedule.epochs}", disable=not progress, leave=False)
+    for i, (x, y) in enumerate(loader):
+        if i >= steps:
+            break
+        x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
+        hard = y
+        if mixup is not None:
+            x, y = mixup(x, y)
+        loss, logits = step_fn(x, y)
+        scheduler.step()
+        if ema is not None:
+            ema.update_parameters(model)
+        loss_sum += loss.double() * hard.numel()
+        correct += (logits.argmax(1) == hard).sum()
+        seen += hard.numel()
+        state["step"] += 1
+        bar.update()
+        if state["step"] % cfg.train.log_every == 0 or i + 1 == steps:
+            mean_loss = _finite_or_raise(loss_sum.item() / seen, epoch, state["step"])
+            rate = seen / (time.perf_counter() - t0)
+            lr = scheduler.get_last_lr()[0]
+            bar.set_postfix(loss=f"{mean_loss:.4f}", acc=f"{correct.item() / seen:.3f}", img_s=f"{rate:.0f}")
+            logger.log({"epoch": epoch, "loss": mean_loss, "lr": lr, "images_per_s": rate}, state["step"],
+                       prefix="train/")
+    bar.close()
+    elapsed = time.perf_counter() - t0
+    state["train_time_s"] += elapsed
+    state["train_images"] += seen
+    return {"train_loss": loss_sum.item() / seen, "train_accuracy": correct.item() / seen,
+            "images_per_s": seen / elapsed, "lr": scheduler.get_last_lr()[0], "train_time_s": elapsed}
+
+
+def _steps_per_epoch(n_train: int, cfg: Config) -> int:
+    steps = n_train // cfg.data.batch_size  # the train loader drops the last partial batch
+    if steps == 0:
+        raise ValueError(f"data.batch_size: {cfg.data.batch_size} is larger than the training set "
+                         f"({n_train} examples); lower it or raise data.fraction / data.subset_train")
+    return min(steps, cfg.train.max_steps_per_epoch or steps)
+
+
+def _finite_or_raise(value: float, epoch: int, step: int) -> float:
+    if not math.isfinite(value):
+        raise TrainingDiverged(f"the training loss became {value} at epoch {epoch + 1}, step {step}; the run stops "
+                               "and keeps its last good checkpoint (lower optim.lr or optim.rho, or enable "
+                               "optim.clip_grad_norm)")
+    return value
+
+
+def _prefixed(prefix: str, metrics: dict[str, float]) -> dict[str, float]:
+    return {f"{prefix}{k}": v for k, v in metrics.items() if k != "n"}
+
+
+def _epoch_line(r: dict[str, Any], epochs: int) -> str:
+    parts = [f"epoch {r['epoch'] + 1}/{epochs}", f"train_loss {r['train_loss']:.4f}",
+             f"train_acc {r['train_accuracy']:.4f}", f"{r['images_per_s']:.0f} img/s"]
+    parts += [f"{k} {v:.4f}" for k, v in r.items() if k.endswith("accuracy") and k != "train_accuracy"]
+    return "  ".join(parts)
+
+
+def _summary(cfg: Config, model: nn.Module, optimizer: Any, rt: Runtime, state: dict[str, Any],
+             last: dict[str, Any]) -> dict[str, Any]:
+    base = optimizer.base_optimizer if isinstance(optimizer, SAM) else optimizer
+    opt_name = type(base).__name__
+    if isinstance(optimizer, SAM):
+        opt_name = f"{'ASAM' if cfg.optim.adaptive else 'SAM'}({opt_name}, rho={cfg.optim.rho})"
+    return {
+        "name": cfg.name,
+        "model": cfg.model.name,
+        "optimizer": opt_name,
+        "params": sum(p.numel() for p in model.parameters()),
+        "epochs": state["epoch"],
+        "steps": state["step"],
+        **{k: v for k, v in last.items() if k.startswith(("test_", "val_", "ema_test_"))},
+        "train_loss": last["train_loss"],
+        "train_accuracy": last["train_accuracy"],
+        "images_per_s": state["train_images"] / max(state["train_time_s"], 1e-9),
+        "wall_time_s": state["wall_time_s"],
+        "device": _device_name(rt.device),
+        "precision": str(rt.amp_dtype).replace("torch.", "") if rt.amp_dtype else "fp32",
+        "torch": torch.__version__,
+    }
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"cpu ({torch.get_num_threads()} threads)"
+
+
+def read_summary(run_dir: str | Path) -> dict[str, Any]:
+    return json.loads((Path(run_dir) / "summary.json").read_text())
+
+
+__all__ = ["Runtime", "TrainingDiverged", "build_model", "read_summary", "train", "train_one_epoch"]

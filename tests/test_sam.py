@@ -1,0 +1,234 @@
+"""SAM against hand-computed steps, and the properties the training loop relies on."""
+
+import copy
+from contextlib import nullcontext
+
+import pytest
+import torch
+from torch import nn
+
+from sharpvision.config import ScheduleConfig
+from sharpvision.optim import SAM, build_scheduler, frozen_bn_stats
+from sharpvision.train.step import make_step
+
+torch.set_default_dtype(torch.float32)
+
+
+def quadratic(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """L(w) = 1/2 w^T A w + b^T w with a fixed SPD A; returns (loss, A, b)."""
+    a = torch.tensor([[3.0, 0.5, 0.0], [0.5, 2.0, 0.3], [0.0, 0.3, 1.0]])
+    b = torch.tensor([0.2, -0.1, 0.4])
+    return 0.5 * w @ a @ w + b @ w, a, b
+
+
+def test_perturbation_and_step_match_hand_computation() -> None:
+    w0 = torch.tensor([1.0, -2.0, 0.5])
+    w = nn.Parameter(w0.clone())
+    rho, lr = 0.1, 0.05
+    opt = SAM([w], torch.optim.SGD, rho=rho, lr=lr)
+    _, a, b = quadratic(w0)
+    g = a @ w0 + b
+    e = rho * g / g.norm()
+
+    quadratic(w)[0].backward()
+    opt.perturb()
+    torch.testing.assert_close(w.detach(), w0 + e)
+    opt.zero_grad()
+    quadratic(w)[0].backward()
+    opt.unperturb_and_step()
+    expected = w0 - lr * (a @ (w0 + e) + b)  # descend with the gradient at w + e, from w
+    torch.testing.assert_close(w.detach(), expected)
+
+
+def test_asam_scales_the_perturbation_elementwise() -> None:
+    w0 = torch.tensor([1.0, -2.0, 0.5])
+    w = nn.Parameter(w0.clone())
+    opt = SAM([w], torch.optim.SGD, rho=0.5, adaptive=True, lr=0.1)
+    _, a, b = quadratic(w0)
+    g = a @ w0 + b
+    e = 0.5 * w0.abs() ** 2 * g / (w0.abs() * g).norm()  # Kwon et al.: T^2 g / ||T g||, T = |w|
+    quadratic(w)[0].backward()
+    norm = opt.perturb()
+    torch.testing.assert_close(w.detach(), w0 + e)
+    torch.testing.assert_close(norm, (w0.abs() * g).norm())
+
+
+def test_weight_decay_stays_out_of_the_perturbation() -> None:
+    moved = []
+    for wd in (0.0, 10.0):
+        w = nn.Parameter(torch.tensor([1.0, -2.0, 0.5]))
+        opt = SAM([w], torch.optim.AdamW, rho=0.1, lr=0.1, weight_decay=wd)
+        quadratic(w)[0].backward()
+        opt.perturb()
+        moved.append(w.detach().clone())
+    torch.testing.assert_close(moved[0], moved[1])
+
+
+def test_perturbation_norm_spans_all_groups() -> None:
+    w1, w2 = nn.Parameter(torch.tensor([3.0])), nn.Parameter(torch.tensor([4.0]))
+    opt = SAM([{"params": [w1]}, {"params": [w2], "weight_decay": 0.0}], torch.optim.SGD, rho=1.0, lr=0.1)
+    (0.5 * w1**2 + 0.5 * w2**2).sum().backward()  # g = (3, 4), ||g|| = 5
+    opt.perturb()
+    torch.testing.assert_close(torch.cat([w1, w2]).detach(), torch.tensor([3.6, 4.8]))
+
+
+def net(bn: bool = True, dropout: float = 0.2) -> nn.Module:
+    torch.manual_seed(0)
+    layers = [nn.Linear(6, 16)] + ([nn.BatchNorm1d(16)] if bn else []) + [nn.GELU(), nn.Dropout(dropout),
+                                                                         nn.Linear(16, 4)]
+    return nn.Sequential(*layers)
+
+
+def batches(n: int = 5) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    g = torch.Generator().manual_seed(1)
+    return [(torch.randn(32, 6, generator=g), torch.randint(0, 4, (32,), generator=g)) for _ in range(n)]
+
+
+BASES = [
+    (torch.optim.AdamW, dict(lr=1e-2, weight_decay=0.05)),
+    (torch.optim.SGD, dict(lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4)),
+    ("lamb", dict(lr=1e-2, weight_decay=0.05)),
+]
+
+
+def _cls(base):
+    if base == "lamb":
+        from timm.optim import Lamb
+        return Lamb
+    return base
+
+
+def train_steps(model: nn.Module, opt: torch.optim.Optimizer, clip: float | None = 1.0) -> None:
+    step = make_step(model, opt, nn.CrossEntropyLoss(), clip, nullcontext)
+    torch.manual_seed(123)  # dropout draws
+    for x, y in batches():
+        step(x, y)
+
+
+@pytest.mark.parametrize("base,kwargs", BASES, ids=["adamw", "sgd_nesterov", "lamb"])
+def test_rho_zero_reproduces_the_base_optimizer_bit_for_bit(base, kwargs) -> None:
+    ref, sam = net(), net()
+    train_steps(ref, _cls(base)(ref.parameters(), **kwargs))
+    train_steps(sam, SAM(sam.parameters(), _cls(base), rho=0.0, **kwargs))
+    for (name, a), b in zip(ref.state_dict().items(), sam.state_dict().values()):
+        assert torch.equal(a, b), name
+    assert torch.equal(torch.get_rng_state(), torch.get_rng_state())
+
+
+def test_rho_zero_closure_api_reproduces_the_base_optimizer() -> None:
+    ref, sam = net(), net()
+    opt_ref = torch.optim.AdamW(ref.parameters(), lr=1e-2)
+    opt_sam = SAM(sam.parameters(), torch.optim.AdamW, rho=0.0, model=sam, lr=1e-2)
+    for model, opt in ((ref, opt_ref), (sam, opt_sam)):
+        torch.manual_seed(7)
+        for x, y in batches():
+            def closure(model=model, x=x, y=y):
+                loss = nn.functional.cross_entropy(model(x), y)
+                loss.backward()
+                return loss
+            if opt is opt_ref:
+                opt.zero_grad()
+                closure()
+                opt.step()
+            else:
+                opt.step(closure)
+    for a, b in zip(ref.state_dict().values(), sam.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+def test_sam_with_positive_rho_differs_from_base() -> None:
+    ref, sam = net(), net()
+    train_steps(ref, torch.optim.AdamW(ref.parameters(), lr=1e-2))
+    train_steps(sam, SAM(sam.parameters(), torch.optim.AdamW, rho=0.5, lr=1e-2))
+    assert not torch.equal(ref[0].weight, sam[0].weight)
+
+
+def test_bn_running_stats_come_from_the_first_pass_only() -> None:
+    model = net(dropout=0.0)
+    probe = net(dropout=0.0)
+    x, y = batches(1)[0]
+    probe(x)  # one forward in train mode: the expected running statistics
+    opt = SAM(model.parameters(), torch.optim.SGD, rho=0.5, lr=0.1)
+    make_step(model, opt, nn.CrossEntropyLoss(), None, nullcontext)(x, y)
+    for name in ("running_mean", "running_var", "num_batches_tracked"):
+        assert torch.equal(getattr(model[1], name), getattr(probe[1], name)), name
+
+
+def test_frozen_bn_stats_restores_buffers_exactly() -> None:
+    model = net()
+    before = {k: v.clone() for k, v in model.state_dict().items() if "running" in k or "batches" in k}
+    with frozen_bn_stats(model):
+        model(torch.randn(32, 6))
+    after = model.state_dict()
+    assert all(torch.equal(v, after[k]) for k, v in before.items())
+
+
+def test_state_dict_round_trip_continues_identically() -> None:
+    def make():
+        model = net(dropout=0.0)
+        return model, SAM(model.parameters(), torch.optim.AdamW, rho=0.1, lr=1e-2, weight_decay=0.1)
+
+    model, opt = make()
+    train_steps(model, opt)
+    saved_model = {k: v.clone() for k, v in model.state_dict().items()}
+    saved_opt = copy.deepcopy(opt.state_dict())  # as torch.save would freeze it
+    assert saved_opt["state"], "the base optimizer's moments must be in the SAM state_dict"
+    train_steps(model, opt)
+
+    model2, opt2 = make()
+    model2.load_state_dict(saved_model)
+    opt2.load_state_dict(saved_opt)
+    train_steps(model2, opt2)
+    for a, b in zip(model.state_dict().values(), model2.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+def test_clipping_applies_to_the_descent_gradient() -> None:
+    w0 = torch.tensor([1.0, -2.0, 0.5])
+    model = nn.Module()
+    model.w = nn.Parameter(w0.clone())
+    rho, clip = 0.3, 1e-3
+    opt = SAM(model.parameters(), torch.optim.SGD, rho=rho, lr=1.0)
+    step = make_step(model, opt, lambda out, _: out, clip, nullcontext)
+    model.forward = lambda x: quadratic(model.w)[0]
+    step(torch.zeros(1), torch.zeros(1))
+    _, a, b = quadratic(w0)
+    g = a @ w0 + b
+    g2 = a @ (w0 + rho * g / g.norm()) + b
+    torch.testing.assert_close(model.w.detach(), w0 - clip * g2 / g2.norm(), rtol=1e-4, atol=1e-6)
+
+
+def test_scheduler_attaches_to_the_wrapper() -> None:
+    model = net()
+    opt = SAM(model.parameters(), torch.optim.AdamW, rho=0.05, lr=1.0)
+    sched = build_scheduler(opt, ScheduleConfig(epochs=2, warmup_epochs=1, decay="linear"), steps_per_epoch=4)
+    lrs = []
+    w = next(model.parameters())
+    for _ in range(8):
+        lrs.append(opt.base_optimizer.param_groups[0]["lr"])
+        w.sum().backward()
+        opt.perturb()
+        opt.unperturb_and_step()
+        sched.step()
+    assert lrs[:4] == pytest.approx([0.25, 0.5, 0.75, 1.0])
+    assert lrs[4:] == pytest.approx([1.0, 0.75, 0.5, 0.25])
+
+
+def test_misuse_is_refused_clearly() -> None:
+    w = nn.Parameter(torch.ones(3))
+    with pytest.raises(ValueError, match="rho"):
+        SAM([w], torch.optim.SGD, rho=-0.1, lr=0.1)
+    opt = SAM([w], torch.optim.SGD, rho=0.1, lr=0.1)
+    with pytest.raises(RuntimeError, match="backward"):
+        opt.perturb()
+    with pytest.raises(RuntimeError, match="closure"):
+        opt.step()  # neither a closure nor a pending perturbation
+    with pytest.raises(RuntimeError, match="before perturb"):
+        opt.unperturb_and_step()
+    (w**2).sum().backward()
+    opt.perturb()
+    with pytest.raises(RuntimeError, match="twice"):
+        opt.perturb()
+    with pytest.raises(RuntimeError, match="perturbed"):
+        opt.state_dict()
+    opt.unperturb_and_step()
