@@ -142,7 +142,8 @@ def train_one_epoch(model: nn.Module, step_fn: StepFn, scheduler: Any, ema: Aver
     loss_sum = torch.zeros((), device=dev, dtype=torch.float64)
     correct = torch.zeros((), device=dev, dtype=torch.int64)
     seen, t0 = 0, time.perf_counter()
-    bar = tqdm(total=steps, desc=f"epoch {epoch + 1}/{cfg.schedule.epochs}", disable=not progress, leave=False)
+    bar = tqdm(total=steps, desc=f"epoch {epoch + 1}/{cfg.schedule.epochs}", leave=False,
+               disable=None if progress else True)  # None: on only when stderr is a terminal
     for i, (x, y) in enumerate(loader):
         if i >= steps:
             break
@@ -221,7 +222,7 @@ def _summary(cfg: Config, model: nn.Module, optimizer: Any, rt: Runtime, state: 
         "wall_time_s": state["wall_time_s"],
         "device": _device_name(rt.device),
         "precision": str(rt.amp_dtype).replace("torch.", "") if rt.amp_dtype else "fp32",
-        "torch": torch.__version__,
+        "torch": str(torch.__version__),
     }
 
 

@@ -64,7 +64,7 @@ class RunDir:
             "state": dict(state),
             "rng": ckpt.rng_state(),
             "config": self.cfg.to_dict(),
-            "torch": torch.__version__,
+            "torch": str(torch.__version__),
         }, self.checkpoint)
 
     def restore(self, model: nn.Module, optimizer: Any, scheduler: Any, ema: nn.Module | None,

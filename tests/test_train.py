@@ -1,0 +1,131 @@
+"""End to end on real Fashion-MNIST: run directory, exact resume, refusals, divergence, CLI."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from sharpvision import config
+from sharpvision.cli import main
+from sharpvision.train import RunDirError, TrainingDiverged, train
+from sharpvision.train import checkpoint as ckpt
+from sharpvision.train import loop
+
+TINY = Path(__file__).parents[1] / "configs" / "tiny.yaml"
+FAST = ["data.subset_train=256", "data.subset_test=128", "train.max_steps_per_epoch=3", "train.log_every=2"]
+
+pytestmark = pytest.mark.skipif(not Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz").exists(),
+                                reason="needs the Debian package dataset-fashion-mnist (make setup installs it)")
+
+
+def tiny(*overrides: str) -> config.Config:
+    return config.load(TINY, [*FAST, *overrides])
+
+
+def epoch_records(run_dir: Path) -> list[dict]:
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    return [json.loads(x) for x in lines if "train_loss" in json.loads(x)]
+
+
+def test_tiny_recipe_writes_the_run_directory(tmp_path: Path) -> None:
+    summary = train(tiny(), tmp_path / "run", progress=False)
+    run = tmp_path / "run"
+    for key in ("test_accuracy", "test_loss", "train_loss", "images_per_s", "wall_time_s", "params", "model",
+                "optimizer"):
+        assert key in summary, key
+    assert json.loads((run / "summary.json").read_text()) == summary
+    assert summary["optimizer"] == "SAM(AdamW, rho=0.05)" and summary["model"] == "vit_micro"
+    assert summary["steps"] == 3 * 3 and summary["epochs"] == 3
+    assert [r["epoch"] for r in epoch_records(run)] == [0, 1, 2]
+    assert config.load(run / "config.yaml") == tiny()
+    assert list((run / "tensorboard").glob("events.out.tfevents.*"))
+    state = ckpt.load(run / "checkpoints" / "last.pt")
+    assert state["state"]["epoch"] == 3 and set(state["rng"]) >= {"torch", "numpy", "python"}
+    assert not list((run / "checkpoints").glob("*.tmp")), "no temp file left behind"
+
+
+def test_resume_continues_exactly(tmp_path: Path) -> None:
+    cfg = tiny("train.ema_decay=0.9", "model.drop_path_rate=0.1")
+    full = train(cfg, tmp_path / "full", progress=False)
+    part = train(cfg, tmp_path / "part", stop_after_epoch=1, progress=False)
+    assert part == {"stopped_at_epoch": 1, "run_dir": str(tmp_path / "part")}
+    assert not (tmp_path / "part" / "summary.json").exists()
+    resumed = train(cfg, tmp_path / "part", resume=True, progress=False)
+    for key in ("test_accuracy", "test_loss", "train_loss", "train_accuracy", "ema_test_accuracy", "steps"):
+        assert resumed[key] == full[key], key
+    a = ckpt.load(tmp_path / "full" / "checkpoints" / "last.pt")
+    b = ckpt.load(tmp_path / "part" / "checkpoints" / "last.pt")
+    for name, tensor in a["model"].items():
+        assert torch.equal(tensor, b["model"][name]), name
+    drop = ("images_per_s", "train_time_s")
+    strip = [[{k: v for k, v in r.items() if k not in drop} for r in epoch_records(d)]
+             for d in (tmp_path / "full", tmp_path / "part")]
+    assert strip[0] == strip[1]
+
+
+def test_existing_run_is_never_overwritten(tmp_path: Path) -> None:
+    train(tiny("schedule.epochs=1"), tmp_path / "run", progress=False)
+    before = (tmp_path / "run" / "checkpoints" / "last.pt").read_bytes()
+    with pytest.raises(RunDirError, match="already holds a run; pass --resume"):
+        train(tiny("schedule.epochs=1"), tmp_path / "run", progress=False)
+    with pytest.raises(RunDirError, match=r"optim\.rho \(0\.05 -> 0\.2\)"):
+        train(tiny("schedule.epochs=1", "optim.rho=0.2"), tmp_path / "run", resume=True, progress=False)
+    assert (tmp_path / "run" / "checkpoints" / "last.pt").read_bytes() == before
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path: Path, monkeypatch) -> None:
+    real = loop.make_step
+    calls = {"n": 0}
+
+    def poisoned(*args, **kwargs):
+        step = real(*args, **kwargs)
+
+        def wrapped(x, y):
+            loss, logits = step(x, y)
+            calls["n"] += 1
+            return (loss * float("nan") if calls["n"] > 4 else loss), logits  # NaN from epoch 2 on
+        return wrapped
+
+    monkeypatch.setattr(loop, "make_step", poisoned)
+    with pytest.raises(TrainingDiverged, match="became nan at epoch 2"):
+        train(tiny(), tmp_path / "run", progress=False)
+    assert ckpt.load(tmp_path / "run" / "checkpoints" / "last.pt")["state"]["epoch"] == 1
+    assert not (tmp_path / "run" / "summary.json").exists()
+
+
+def test_cli_train_eval_and_errors(tmp_path: Path, capsys) -> None:
+    run = tmp_path / "run"
+    assert main(["train", str(TINY), "--out", str(run), "--quiet", *FAST, "schedule.epochs=1"]) == 0
+    summary = json.loads((run / "summary.json").read_text())
+    capsys.readouterr()
+    assert main(["eval", str(run)]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["test_accuracy"] == summary["test_accuracy"] and result["n"] == 128
+
+    assert main(["train", str(TINY), "--out", str(tmp_path / "x"), "optim.rhoo=1"]) == 2
+    assert "optim.rhoo: unknown field (did you mean optim.rho?)" in capsys.readouterr().err
+    assert main(["train", str(TINY), "--out", str(tmp_path / "y"), "model.name=vit_s61"]) == 2
+    assert "vit_s61" in capsys.readouterr().err
+    assert main(["train", str(TINY), "--out", str(tmp_path / "z"), "data.root=/nonexistent"]) == 2
+    assert "/nonexistent" in capsys.readouterr().err
+    assert main(["eval", str(tmp_path / "nothing")]) == 2
+    assert "no such file" in capsys.readouterr().err
+    assert main(["eval", str(run), "--ema"]) == 2
+    assert "no EMA weights" in capsys.readouterr().err
+
+
+def test_cli_models_lists_the_paper_names(capsys) -> None:
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    for name in ("vit_s16", "mixer_b16", "resnet152x2", "convnext_t", "vit_micro"):
+        assert f"\n{name} " in "\n" + out
+
+
+def test_module_entry_point_exits_nonzero_on_bad_input(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("optim: [unclosed\n")
+    proc = subprocess.run([sys.executable, "-m", "sharpvision", "train", str(bad)], capture_output=True, text=True)
+    assert proc.returncode == 2 and "malformed YAML" in proc.stderr and str(bad) in proc.stderr
