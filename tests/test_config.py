@@ -65,6 +65,8 @@ def test_defaults_and_overrides(tmp_path: Path) -> None:
     (["optim.nesterov=true"], "optim.nesterov: only for optim.name=sgd"),
     (["data.dataset=folder"], "data.root: dataset 'folder' needs data.root"),
     (["schedule.warmup_epochs=20", "schedule.epochs=10"], "schedule.warmup_epochs: 20.0 is out of range"),
+    (["train.precision=fp16"], "train.precision: 'fp16' is refused: fp16 needs a GradScaler"),
+    (["seed=-1"], "seed: -1 is out of range"),
     (["norequal"], "override 'norequal': expected key=value"),
     (["optim..lr=1"], "expected key=value"),
     (["optim.lr.x=1"], "optim.lr: expected a number"),

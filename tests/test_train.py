@@ -10,9 +10,8 @@ import torch
 
 from sharpvision import config
 from sharpvision.cli import main
-from sharpvision.train import RunDirError, TrainingDiverged, train
+from sharpvision.train import RunDirError, TrainingDiverged, loop, train
 from sharpvision.train import checkpoint as ckpt
-from sharpvision.train import loop
 
 TINY = Path(__file__).parents[1] / "configs" / "tiny.yaml"
 FAST = ["data.subset_train=256", "data.subset_test=128", "train.max_steps_per_epoch=3", "train.log_every=2"]

@@ -70,7 +70,8 @@ class DataConfig:
             if getattr(self, name) is not None:
                 _range(f"data.{name}", getattr(self, name), 1, None)
         if self.dataset == "folder" and not self.root:
-            raise ConfigError("data.root: dataset 'folder' needs data.root, a folder with train/ and val/ (ImageNet layout)")
+            raise ConfigError("data.root: dataset 'folder' needs data.root, a folder with train/ and val/ "
+                              "(ImageNet layout)")
 
 
 @dataclass
@@ -116,7 +117,7 @@ class ScheduleConfig:
 @dataclass
 class TrainConfig:
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU
     label_smoothing: float = 0.0
     ema_decay: float | None = None  # EMA of weights (e.g. 0.9999); null: off
     eval_every: int = 1  # epochs between test evaluations (the last epoch is always evaluated)
@@ -125,6 +126,10 @@ class TrainConfig:
     threads: int | None = None  # torch CPU threads; null: torch's default
 
     def check(self) -> None:
+        if self.precision == "fp16":
+            raise ConfigError("train.precision: 'fp16' is refused: fp16 needs a GradScaler, and a GradScaler can "
+                              "unscale only once per step while SAM takes two backward passes; use 'bf16' "
+                              "(same speed on GPUs with bf16, no loss scaling needed) or 'fp32'")
         _range("train.label_smoothing", self.label_smoothing, 0.0, 1.0, hi_open=True)
         if self.ema_decay is not None:
             _range("train.ema_decay", self.ema_decay, 0.0, 1.0, lo_open=True, hi_open=True)
