@@ -24,7 +24,7 @@ class ConfigError(ValueError):
 @dataclass
 class ModelConfig:
     name: str = "vit_micro"
-    drop_rate: float = 0.0  # dropout on the classifier input / MLP outputs (timm's drop_rate)
+    drop_rate: float = 0.0  # dropout before the classifier (timm's drop_rate); in-block: kwargs.proj_drop_rate
     drop_path_rate: float = 0.0  # stochastic depth, rising linearly over the blocks
     kwargs: dict[str, Any] = field(default_factory=dict)  # extra constructor arguments for timm
 

@@ -160,7 +160,7 @@ def create(name: str, num_classes: int = 1000, img_size: int | None = None, in_c
         return _create_timm(_timm_name(name), num_classes, img_size, in_chans, overrides)
     kwargs = {**spec.kwargs, **overrides, "num_classes": num_classes, "in_chans": in_chans}
     if "img_size" in inspect.signature(spec.builder).parameters:
-        kwargs["img_size"] = img_size or spec.img_size
+        kwargs["img_size"] = spec.img_size if img_size is None else img_size
     return spec.builder(**kwargs)
 
 
