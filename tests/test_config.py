@@ -45,6 +45,7 @@ def test_defaults_and_overrides(tmp_path: Path) -> None:
     assert cfg.model.kwargs == {"depth": 2} and cfg.optim.clip_grad_norm is None
     assert cfg.schedule.epochs == 10  # untouched default
     assert isinstance(config.load(recipe, ["optim.lr=1"]).optim.lr, float)  # int accepted for a float field
+    assert config.load(recipe, ["optim.lr=5e-3"]).optim.lr == 0.005  # PyYAML reads 5e-3 as a string
 
 
 @pytest.mark.parametrize("overrides,culprit", [
@@ -59,6 +60,7 @@ def test_defaults_and_overrides(tmp_path: Path) -> None:
     (["schedule.epochs=2.5"], "schedule.epochs: expected an integer"),
     (["optim.sam=yes please"], "optim.sam: expected true or false"),
     (["optim.lr=.nan"], "optim.lr: expected a finite number"),
+    (["optim.lr=fast"], "optim.lr: expected a number, got 'fast'"),
     (["optim.betas=[0.9]"], "optim.betas: expected a list of 2 values"),
     (["optim=3"], "optim: expected a mapping of fields, got 3"),
     (["model.name=null"], "model.name: null is not allowed"),
