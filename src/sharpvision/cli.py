@@ -57,8 +57,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
             continue
         print(f"== {label}: {cfg.model.name} on {cfg.data.dataset}, {cfg.schedule.epochs} epochs -> {run_dir}")
         rows[label] = train(cfg, run_dir, resume=(run_dir / "config.yaml").exists(), progress=not args.quiet)
+    table = demo_table(rows)
     print()
-    print(demo_table(rows))
+    print(table)
+    record = {"command": " ".join(["sharpvision", *sys.argv[1:]]), "recipe": args.recipe, "table": table,
+              "runs": rows}
+    (out / "demo.json").write_text(json.dumps(record, indent=2) + "\n")
     return 0
 
 

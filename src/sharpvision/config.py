@@ -181,6 +181,9 @@ def _range(name: str, value: float, lo: float | None, hi: float | None, lo_open:
         raise ConfigError(f"{name}: {value!r} is out of range, expected a value in {span}")
 
 
+_PLAIN = {bool: "true or false", int: "an integer", str: "a string"}
+
+
 def _coerce(name: str, tp: Any, value: Any) -> Any:
     """Check ``value`` against the annotation ``tp`` and convert where lossless (int -> float, list -> tuple)."""
     origin = typing.get_origin(tp)
@@ -217,13 +220,9 @@ def _coerce(name: str, tp: Any, value: Any) -> Any:
         if not isinstance(value, dict):
             raise ConfigError(f"{name}: expected a mapping, got {value!r}")
         return dict(value)
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{name}: expected true or false, got {value!r}")
-        return value
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{name}: expected an integer, got {value!r}")
+    if tp in _PLAIN:
+        if not isinstance(value, tp) or (tp is int and isinstance(value, bool)):  # bool is an int subclass
+            raise ConfigError(f"{name}: expected {_PLAIN[tp]}, got {value!r}")
         return value
     if tp is float:
         if isinstance(value, str):  # PyYAML (YAML 1.1) reads 5e-3 and 1e4 as strings; accept what float() reads
@@ -236,10 +235,6 @@ def _coerce(name: str, tp: Any, value: Any) -> Any:
         if value != value or value in (float("inf"), float("-inf")):
             raise ConfigError(f"{name}: expected a finite number, got {value!r}")
         return float(value)
-    if tp is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{name}: expected a string, got {value!r}")
-        return value
     raise TypeError(f"unsupported annotation {tp} for {name}")  # a bug in this module, not in the recipe
 
 
