@@ -110,6 +110,9 @@ def test_cli_train_eval_and_errors(tmp_path: Path, capsys) -> None:
     assert "vit_s61" in capsys.readouterr().err
     assert main(["train", str(TINY), "--out", str(tmp_path / "z"), "data.root=/nonexistent"]) == 2
     assert "/nonexistent" in capsys.readouterr().err
+    if not torch.cuda.is_available():
+        assert main(["train", str(TINY), "--out", str(tmp_path / "c"), "train.device=cuda"]) == 2
+        assert "train.device: 'cuda' asked for" in capsys.readouterr().err
     assert main(["eval", str(tmp_path / "nothing")]) == 2
     assert "no such file" in capsys.readouterr().err
     assert main(["eval", str(run), "--ema"]) == 2
@@ -128,3 +131,20 @@ def test_module_entry_point_exits_nonzero_on_bad_input(tmp_path: Path) -> None:
     bad.write_text("optim: [unclosed\n")
     proc = subprocess.run([sys.executable, "-m", "sharpvision", "train", str(bad)], capture_output=True, text=True)
     assert proc.returncode == 2 and "malformed YAML" in proc.stderr and str(bad) in proc.stderr
+
+
+def test_strong_augmentation_validation_split_and_label_noise_run_through_the_loop(tmp_path: Path) -> None:
+    cfg = tiny("schedule.epochs=1", "data.augment=strong", "data.val_fraction=0.1", "data.label_noise=0.2",
+               "train.label_smoothing=0.1", "optim.name=sgd", "optim.lr=0.05", "model.name=resnet_micro")
+    summary = train(cfg, tmp_path / "run", progress=False)
+    assert {"val_accuracy", "val_loss", "test_accuracy"} <= set(summary)
+    assert 0.0 <= summary["train_accuracy"] <= 1.0  # accuracy against hard labels, even with mixed targets
+    assert summary["optimizer"] == "SAM(SGD, rho=0.05)"
+
+
+def test_eval_accepts_a_checkpoint_file(tmp_path: Path, capsys) -> None:
+    train(tiny("schedule.epochs=1"), tmp_path / "run", progress=False)
+    capsys.readouterr()
+    assert main(["eval", str(tmp_path / "run" / "checkpoints" / "last.pt"), "data.subset_test=64"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["n"] == 64 and result["epoch"] == 1  # the override reached the data, the file its state

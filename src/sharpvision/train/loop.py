@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from sharpvision import data as svdata
 from sharpvision import models
-from sharpvision.config import Config
+from sharpvision.config import Config, ConfigError
 from sharpvision.evaluate import evaluate
 from sharpvision.optim import SAM, build_optimizer, build_scheduler
 from sharpvision.train.logging import MetricLogger
@@ -48,7 +48,7 @@ class Runtime:
         if name == "auto":
             name = "cuda" if torch.cuda.is_available() else "cpu"
         if name == "cuda" and not torch.cuda.is_available():
-            raise RuntimeError("train.device: 'cuda' asked for, but torch sees no CUDA device")
+            raise ConfigError("train.device: 'cuda' asked for, but torch sees no CUDA device; use 'auto' or 'cpu'")
         precision = cfg.train.precision
         if precision == "auto":
             precision = "bf16" if name == "cuda" else "fp32"
@@ -97,7 +97,7 @@ def train(cfg: Config, out_dir: str | Path, resume: bool = False, stop_after_epo
 
     state = {"epoch": 0, "step": 0, "train_time_s": 0.0, "wall_time_s": 0.0, "train_images": 0}
     if resume and run.checkpoint.exists():
-        state = run.restore(model, optimizer, scheduler, ema, rt.device)
+        state = run.restore(model, optimizer, scheduler, ema)
     logger = MetricLogger(run.path, completed_epochs=state["epoch"], step=state["step"])
     test_loader = svdata.eval_loader(bundle.test, cfg.data)
     val_loader = svdata.eval_loader(bundle.val, cfg.data) if bundle.val is not None else None

@@ -67,9 +67,10 @@ class RunDir:
             "torch": str(torch.__version__),
         }, self.checkpoint)
 
-    def restore(self, model: nn.Module, optimizer: Any, scheduler: Any, ema: nn.Module | None,
-                device: torch.device) -> dict[str, Any]:
-        data = ckpt.load(self.checkpoint, map_location=device)
+    def restore(self, model: nn.Module, optimizer: Any, scheduler: Any, ema: nn.Module | None) -> dict[str, Any]:
+        """Load the checkpoint into the live objects; tensors go to CPU first (RNG states must stay there) and
+        ``load_state_dict`` moves weights and optimizer state to their parameters' device."""
+        data = ckpt.load(self.checkpoint, map_location="cpu")
         try:
             model.load_state_dict(data["model"])
         except RuntimeError as e:
@@ -79,7 +80,6 @@ class RunDir:
         scheduler.load_state_dict(data["scheduler"])
         if ema is not None and data["ema"] is not None:
             ema.load_state_dict(data["ema"])
-        data["rng"]["torch"] = data["rng"]["torch"].cpu()
         ckpt.set_rng_state(data["rng"])
         return data["state"]
 

@@ -1,0 +1,81 @@
+"""Train the Fashion-MNIST recipes to full length and record test accuracy, wall time and device.
+
+    python benchmarks/fmnist_recipes.py                              # vit, vit_sam, resnet, resnet_sam (GPU)
+    python benchmarks/fmnist_recipes.py --recipes vit vit_sam --seeds 0 1 2
+    python benchmarks/fmnist_recipes.py --smoke                      # CPU check of the script: 2 steps each
+
+Each (recipe, seed) trains into ``runs/fmnist_recipes/<recipe>_s<seed>`` and resumes there when run again,
+so an interrupted benchmark loses at most one epoch. The JSON (per-run summaries, mean +- std per recipe,
+device, versions, command) goes to benchmarks/results/fmnist_recipes_<device>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from pathlib import Path
+
+import timm
+import torch
+
+from sharpvision import config
+from sharpvision.train import train
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "fmnist"
+RESULTS = Path(__file__).parent / "results"
+SMOKE = ["schedule.epochs=1", "schedule.warmup_epochs=0", "train.max_steps_per_epoch=2", "data.subset_test=256",
+         "data.batch_size=32"]
+
+
+def run(recipe: str, seed: int, out: Path, overrides: list[str]) -> dict:
+    cfg = config.load(CONFIGS / f"{recipe}.yaml", [f"seed={seed}", *overrides])
+    run_dir = out / f"{recipe}_s{seed}"
+    if (run_dir / "summary.json").exists():
+        return json.loads((run_dir / "summary.json").read_text())
+    return train(cfg, run_dir, resume=(run_dir / "config.yaml").exists())
+
+
+def aggregate(summaries: list[dict]) -> dict:
+    def stats(key: str) -> dict:
+        values = [s[key] for s in summaries]
+        return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+                "n": len(values)}
+    return {key: stats(key) for key in ("test_accuracy", "wall_time_s", "images_per_s")}
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--recipes", nargs="*", default=["vit", "vit_sam", "resnet", "resnet_sam"])
+    p.add_argument("--seeds", nargs="*", type=int, default=[0])
+    p.add_argument("--out", default="runs/fmnist_recipes")
+    p.add_argument("--smoke", action="store_true", help="2 steps per run, to check the script on a CPU")
+    p.add_argument("overrides", nargs="*", help="dotted overrides for every run, e.g. data.root=.data/fashion-mnist")
+    args = p.parse_args()
+    overrides = [*args.overrides, *(SMOKE if args.smoke else [])]
+    out = Path(args.out) / ("smoke" if args.smoke else "full")
+    runs = {r: [run(r, s, out, overrides) for s in args.seeds] for r in args.recipes}
+    cuda = torch.cuda.is_available()
+    result = {
+        "benchmark": "fmnist_recipes",
+        "smoke": args.smoke,
+        "device": torch.cuda.get_device_name(0) if cuda else f"CPU, {torch.get_num_threads()} threads",
+        "versions": {"torch": str(torch.__version__), "timm": timm.__version__},
+        "command": " ".join(["python", *sys.argv]),
+        "recipes": {r: {"aggregate": aggregate(s), "runs": s} for r, s in runs.items()},
+    }
+    name = f"fmnist_recipes_{'cuda' if cuda else 'cpu'}{'_smoke' if args.smoke else ''}.json"
+    path = RESULTS / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    for r, rec in result["recipes"].items():
+        acc, wall = rec["aggregate"]["test_accuracy"], rec["aggregate"]["wall_time_s"]
+        print(f"{r:<12} test accuracy {acc['mean']:.4f} +- {acc['std']:.4f} (n={acc['n']})   "
+              f"wall {wall['mean']:.0f} s")
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
