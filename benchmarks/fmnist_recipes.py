@@ -14,17 +14,15 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 from pathlib import Path
 
-import timm
 import torch
+from common import provenance, write_result
 
 from sharpvision import config
 from sharpvision.train import train
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "fmnist"
-RESULTS = Path(__file__).parent / "results"
 SMOKE = ["schedule.epochs=1", "schedule.warmup_epochs=0", "train.max_steps_per_epoch=2", "data.subset_test=256",
          "data.batch_size=32"]
 
@@ -60,20 +58,14 @@ def main() -> int:
     result = {
         "benchmark": "fmnist_recipes",
         "smoke": args.smoke,
-        "device": torch.cuda.get_device_name(0) if cuda else f"CPU, {torch.get_num_threads()} threads",
-        "versions": {"torch": str(torch.__version__), "timm": timm.__version__},
-        "command": " ".join(["python", *sys.argv]),
+        **provenance("cuda" if cuda else "cpu"),
         "recipes": {r: {"aggregate": aggregate(s), "runs": s} for r, s in runs.items()},
     }
-    name = f"fmnist_recipes_{'cuda' if cuda else 'cpu'}{'_smoke' if args.smoke else ''}.json"
-    path = RESULTS / name
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result, indent=2) + "\n")
     for r, rec in result["recipes"].items():
         acc, wall = rec["aggregate"]["test_accuracy"], rec["aggregate"]["wall_time_s"]
         print(f"{r:<12} test accuracy {acc['mean']:.4f} +- {acc['std']:.4f} (n={acc['n']})   "
               f"wall {wall['mean']:.0f} s")
-    print(f"wrote {path}")
+    write_result(result, f"fmnist_recipes_{'cuda' if cuda else 'cpu'}{'_smoke' if args.smoke else ''}")
     return 0
 
 

@@ -12,22 +12,16 @@ device, versions, command) goes to benchmarks/results/.
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import statistics
-import sys
 import time
-from pathlib import Path
 
-import timm
 import torch
+from common import provenance, write_result
 from torch import nn
 
 from sharpvision import models
 from sharpvision.optim import SAM
 from sharpvision.train import Runtime, make_step
-
-RESULTS = Path(__file__).parent / "results"
 
 
 def timed(fn, device: torch.device) -> float:
@@ -90,21 +84,15 @@ def main() -> int:
     result = {
         "benchmark": "sam_overhead",
         "figure": "SAM step time / AdamW step time, same model and batch, interleaved, medians",
-        "device": torch.cuda.get_device_name(0) if cuda else f"{platform.processor() or platform.machine()} CPU, "
-                                                              f"{torch.get_num_threads()} threads",
+        **provenance(device),
         "precision": "bf16 autocast" if amp else "fp32",
-        "versions": {"torch": str(torch.__version__), "timm": timm.__version__, "python": platform.python_version()},
-        "command": " ".join(["python", *sys.argv]),
         "results": rows,
     }
-    out = Path(args.out) if args.out else RESULTS / f"sam_overhead_{args.device}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
     for r in rows:
         base_ms, sam_ms = r["base_step_s_median"] * 1e3, r["sam_step_s_median"] * 1e3
         print(f"{r['model']:<16} base {base_ms:8.1f} ms   SAM {sam_ms:8.1f} ms"
               f"   ratio {r['ratio_of_medians']:.3f} (median of pairs {r['median_of_pair_ratios']:.3f})")
-    print(f"wrote {out}")
+    write_result(result, f"sam_overhead_{args.device}", args.out)
     return 0
 
 
