@@ -12,7 +12,6 @@ device, versions, command) goes to benchmarks/results/fmnist_recipes_<device>.js
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 from pathlib import Path
 
@@ -29,10 +28,8 @@ SMOKE = ["schedule.epochs=1", "schedule.warmup_epochs=0", "train.max_steps_per_e
 
 def run(recipe: str, seed: int, out: Path, overrides: list[str]) -> dict:
     cfg = config.load(CONFIGS / f"{recipe}.yaml", [f"seed={seed}", *overrides])
-    run_dir = out / f"{recipe}_s{seed}"
-    if (run_dir / "summary.json").exists():
-        return json.loads((run_dir / "summary.json").read_text())
-    return train(cfg, run_dir, resume=(run_dir / "config.yaml").exists())
+    # resume=True continues an interrupted run and reuses a finished one only if its recipe is the same
+    return train(cfg, out / f"{recipe}_s{seed}", resume=True)
 
 
 def aggregate(summaries: list[dict]) -> dict:

@@ -40,10 +40,11 @@ def test_weight_decay_groups_exempt_1d_and_embeddings() -> None:
 def test_build_optimizer(name: str, cls) -> None:
     model = nn.Linear(3, 2)
     plain = build_optimizer(model, OptimConfig(name=name))
-    wrapped = build_optimizer(model, OptimConfig(name=name, sam=True, rho=0.2, adaptive=True))
+    wrapped = build_optimizer(model, OptimConfig(name=name, sam=True, rho=0.2, adaptive=True, eta=0.03))
     assert isinstance(wrapped, SAM) and type(wrapped.base_optimizer) is type(plain)
     assert cls is None or type(plain) is cls
-    assert wrapped.param_groups[0]["rho"] == 0.2 and wrapped.param_groups[0]["adaptive"] is True
+    group = wrapped.param_groups[0]
+    assert group["rho"] == 0.2 and group["adaptive"] is True and group["eta"] == 0.03
 
 
 def test_sam_step_under_bf16_autocast_keeps_fp32_weights() -> None:

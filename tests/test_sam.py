@@ -40,17 +40,107 @@ def test_perturbation_and_step_match_hand_computation() -> None:
     torch.testing.assert_close(w.detach(), expected)
 
 
-def test_asam_scales_the_perturbation_elementwise() -> None:
+@pytest.mark.parametrize("eta", [0.01, 0.0])
+def test_asam_scales_the_perturbation_elementwise(eta: float) -> None:
     w0 = torch.tensor([1.0, -2.0, 0.5])
     w = nn.Parameter(w0.clone())
-    opt = SAM([w], torch.optim.SGD, rho=0.5, adaptive=True, lr=0.1)
+    opt = SAM([w], torch.optim.SGD, rho=0.5, adaptive=True, eta=eta, lr=0.1)
     _, a, b = quadratic(w0)
     g = a @ w0 + b
-    e = 0.5 * w0.abs() ** 2 * g / (w0.abs() * g).norm()  # Kwon et al.: T^2 g / ||T g||, T = |w|
+    t = w0.abs() + eta  # Kwon et al.: e = rho T^2 g / ||T g||, T = |w| + eta
+    e = 0.5 * t**2 * g / (t * g).norm()
     quadratic(w)[0].backward()
     norm = opt.perturb()
     torch.testing.assert_close(w.detach(), w0 + e)
-    torch.testing.assert_close(norm, (w0.abs() * g).norm())
+    torch.testing.assert_close(norm, (t * g).norm())
+
+
+def test_asam_eta_lets_zero_weights_move() -> None:
+    moved = []
+    for eta in (0.01, 0.0):
+        w = nn.Parameter(torch.tensor([0.0, 1.0]))
+        opt = SAM([w], torch.optim.SGD, rho=0.5, adaptive=True, eta=eta, lr=0.1)
+        (w * torch.tensor([1.0, 1.0])).sum().backward()
+        opt.perturb()
+        moved.append(w[0].item())
+    assert moved[0] > 0 and moved[1] == 0.0
+
+
+def test_restore_is_bitwise_exact_after_a_real_perturbation() -> None:
+    model = net()
+    before = [p.detach().clone() for p in model.parameters()]
+    opt = SAM(model.parameters(), torch.optim.SGD, rho=0.37, lr=0.1)
+    x, y = batches(1)[0]
+    nn.functional.cross_entropy(model(x), y).backward()
+    opt.perturb()
+    assert not torch.equal(before[0], model[0].weight)
+    opt.unperturb()
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))  # not w + e - e
+
+
+def test_closure_step_inside_an_enclosing_autocast_sees_the_perturbed_weights() -> None:
+    model = net(bn=False, dropout=0.0)
+    opt = SAM(model.parameters(), torch.optim.SGD, rho=2.0, lr=0.1)
+    x, y = batches(1)[0]
+    losses = []
+
+    def closure():
+        loss = nn.functional.cross_entropy(model(x), y)
+        loss.backward()
+        losses.append(loss.item())
+        return loss
+
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # autocast caches weight casts for the whole block
+        opt.step(closure)
+    assert losses[1] > losses[0] + 0.1, losses  # L(w + e) > L(w): the second pass used w + e
+
+
+def test_grad_scaler_is_refused_clearly_and_the_weights_restored() -> None:
+    model = net(bn=False, dropout=0.0)
+    before = [p.detach().clone() for p in model.parameters()]
+    opt = SAM(model.parameters(), torch.optim.SGD, rho=0.5, lr=0.1)
+    scaler = torch.amp.GradScaler("cpu")
+    x, y = batches(1)[0]
+    scaler.scale(nn.functional.cross_entropy(model(x), y)).backward()
+    opt.perturb()
+    opt.zero_grad()
+    scaler.scale(nn.functional.cross_entropy(model(x), y)).backward()
+    with pytest.raises(RuntimeError, match="GradScaler"):
+        scaler.step(opt)
+    assert not opt.perturbed and all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
+
+
+def test_a_failing_closure_leaves_the_weights_at_w() -> None:
+    model = net(bn=False, dropout=0.0)
+    before = [p.detach().clone() for p in model.parameters()]
+    opt = SAM(model.parameters(), torch.optim.SGD, rho=0.5, lr=0.1)
+    x, y = batches(1)[0]
+    calls = []
+
+    def closure():
+        calls.append(1)
+        if len(calls) == 2:
+            raise ValueError("boom in the second pass")
+        loss = nn.functional.cross_entropy(model(x), y)
+        loss.backward()
+        return loss
+
+    with pytest.raises(ValueError, match="boom"):
+        opt.step(closure)
+    assert not opt.perturbed and all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
+
+
+def test_deepcopy_and_groups_added_to_the_base_optimizer() -> None:
+    model = net(bn=False, dropout=0.0)
+    opt = SAM(list(model.parameters())[:2], torch.optim.SGD, rho=0.1, lr=0.1)
+    clone = copy.deepcopy(opt)
+    assert isinstance(clone.base_optimizer, torch.optim.SGD) and clone.defaults["rho"] == 0.1
+    opt.base_optimizer.add_param_group({"params": list(model.parameters())[2:]})
+    x, y = batches(1)[0]
+    nn.functional.cross_entropy(model(x), y).backward()
+    opt.perturb()  # the new group takes SAM's defaults
+    opt.unperturb_and_step()
+    assert opt.param_groups[1]["rho"] == 0.1
 
 
 def test_weight_decay_stays_out_of_the_perturbation() -> None:
@@ -109,10 +199,11 @@ def train_steps(model: nn.Module, opt: torch.optim.Optimizer, clip: float | None
 def test_rho_zero_reproduces_the_base_optimizer_bit_for_bit(base, kwargs) -> None:
     ref, sam = net(), net()
     train_steps(ref, _cls(base)(ref.parameters(), **kwargs))
+    ref_rng = torch.get_rng_state()
     train_steps(sam, SAM(sam.parameters(), _cls(base), rho=0.0, **kwargs))
     for (name, a), b in zip(ref.state_dict().items(), sam.state_dict().values()):
         assert torch.equal(a, b), name
-    assert torch.equal(torch.get_rng_state(), torch.get_rng_state())
+    assert torch.equal(torch.get_rng_state(), ref_rng), "SAM must consume the random stream of one pass"
 
 
 def test_rho_zero_closure_api_reproduces_the_base_optimizer() -> None:

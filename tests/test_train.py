@@ -4,13 +4,16 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from sharpvision import config
 from sharpvision.cli import main
-from sharpvision.train import RunDirError, TrainingDiverged, loop, train
+from sharpvision.config import ConfigError
+from sharpvision.train import RunDirError, TrainingDiverged, build_model, loop, train
 from sharpvision.train import checkpoint as ckpt
 
 TINY = Path(__file__).parents[1] / "configs" / "tiny.yaml"
@@ -59,6 +62,9 @@ def test_resume_continues_exactly(tmp_path: Path) -> None:
     b = ckpt.load(tmp_path / "part" / "checkpoints" / "last.pt")
     for name, tensor in a["model"].items():
         assert torch.equal(tensor, b["model"][name]), name
+    steps = [[e.step for e in EventAccumulator(str(d / "tensorboard")).Reload().Scalars("epoch/test_accuracy")]
+             for d in (tmp_path / "full", tmp_path / "part")]
+    assert steps[0] == steps[1] == [3, 6, 9], steps  # the epoch logged before the stop survives the resume
     drop = ("images_per_s", "train_time_s")
     strip = [[{k: v for k, v in r.items() if k not in drop} for r in epoch_records(d)]
              for d in (tmp_path / "full", tmp_path / "part")]
@@ -148,3 +154,62 @@ def test_eval_accepts_a_checkpoint_file(tmp_path: Path, capsys) -> None:
     assert main(["eval", str(tmp_path / "run" / "checkpoints" / "last.pt"), "data.subset_test=64"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["n"] == 64 and result["epoch"] == 1  # the override reached the data, the file its state
+
+
+def test_a_failed_start_does_not_lock_the_run_directory(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"model: 'vit_micro' rejects its arguments .*foo"):
+        train(tiny("model.kwargs={foo: 1}"), tmp_path / "run", progress=False)
+    summary = train(tiny("schedule.epochs=1"), tmp_path / "run", progress=False)  # same dir, fixed recipe
+    assert summary["epochs"] == 1
+
+
+def test_model_arguments_are_checked_and_drop_rates_passed_only_when_set() -> None:
+    data = SimpleNamespace(num_classes=10, img_size=32, in_chans=1)
+    with pytest.raises(ConfigError, match="model.kwargs: drop_rate must not be set here"):
+        build_model(tiny("model.kwargs={drop_rate: 0.1}"), data)
+    assert build_model(tiny("model.name=dla34", "model.drop_path_rate=0.0"), data)  # timm model without drop path
+    with pytest.raises(ConfigError, match="dla34"):
+        build_model(tiny("model.name=dla34", "model.drop_path_rate=0.1"), data)
+    model = build_model(tiny("model.drop_path_rate=0.2"), data)
+    assert model.blocks[-1].drop_path1.drop_prob == pytest.approx(0.2)
+
+
+def test_diverged_weights_are_never_checkpointed(tmp_path: Path, monkeypatch) -> None:
+    """The last step of epoch 1 reports a finite loss but leaves NaN weights; no evaluation that epoch."""
+    real = loop.make_step
+
+    def poisoned(model, *args, **kwargs):
+        step, calls = real(model, *args, **kwargs), []
+
+        def wrapped(x, y):
+            out = step(x, y)
+            calls.append(1)
+            if len(calls) == 3:
+                next(model.parameters()).data.fill_(float("nan"))
+            return out
+        return wrapped
+
+    monkeypatch.setattr(loop, "make_step", poisoned)
+    with pytest.raises(TrainingDiverged, match="after epoch 1 the weights hold NaN or inf"):
+        train(tiny("train.eval_every=2"), tmp_path / "run", progress=False)
+    assert not (tmp_path / "run" / "checkpoints" / "last.pt").exists()
+
+
+def test_demo_fresh_deletes_only_its_own_runs_and_refuses_stale_reuse(tmp_path: Path, capsys) -> None:
+    small = ["--quiet", "data.fraction=0.02", "schedule.epochs=1", "train.max_steps_per_epoch=2",
+             "data.subset_test=200"]
+    (tmp_path / "my_notes.txt").write_text("precious")
+    assert main(["demo", "--out", str(tmp_path), *small]) == 0
+    assert main(["demo", "--out", str(tmp_path), "--fresh", *small]) == 0
+    assert (tmp_path / "my_notes.txt").read_text() == "precious"
+    record = json.loads((tmp_path / "demo.json").read_text())
+    assert set(record["runs"]) == {"AdamW", "SAM(AdamW)"} and "test accuracy" in record["table"]
+    capsys.readouterr()
+    assert main(["demo", "--out", str(tmp_path), *small, "optim.rho=0.5"]) == 2  # not the table of rho 0.05
+    err = capsys.readouterr().err
+    assert "optim.rho (0.05 -> 0.5)" in err and "pass --fresh" in err
+
+
+def test_stop_after_epoch_must_be_positive(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit):
+        main(["train", str(TINY), "--out", str(tmp_path / "r"), "--stop-after-epoch", "0"])

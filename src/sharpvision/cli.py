@@ -42,21 +42,22 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """A small ViT on Fashion-MNIST with and without SAM, then a side-by-side table."""
-    from sharpvision.train import train
+    from sharpvision.train import RunDirError, train
     out = Path(args.out)
-    if args.fresh and out.exists():
-        shutil.rmtree(out)
+    runs = {"AdamW": (out / "vit_base", False), "SAM(AdamW)": (out / "vit_sam", True)}
+    if args.fresh:  # only what the demo wrote, never the rest of --out
+        for run_dir, _ in runs.values():
+            shutil.rmtree(run_dir, ignore_errors=True)
+        (out / "demo.json").unlink(missing_ok=True)
     rows = {}
-    for label, sam in (("AdamW", False), ("SAM(AdamW)", True)):
+    for label, (run_dir, sam) in runs.items():
         cfg = svconfig.load(args.recipe, [f"optim.sam={str(sam).lower()}", *args.overrides])
-        run_dir = out / ("vit_sam" if sam else "vit_base")
-        summary_file = run_dir / "summary.json"
-        if summary_file.exists():
-            print(f"{label}: reusing the finished run in {run_dir} (pass --fresh to retrain)")
-            rows[label] = json.loads(summary_file.read_text())
-            continue
-        print(f"== {label}: {cfg.model.name} on {cfg.data.dataset}, {cfg.schedule.epochs} epochs -> {run_dir}")
-        rows[label] = train(cfg, run_dir, resume=(run_dir / "config.yaml").exists(), progress=not args.quiet)
+        print(f"== {label}: {cfg.model.name} on {cfg.data.dataset}, {cfg.schedule.epochs} epochs -> {run_dir}"
+              + (" (finished earlier: reused; --fresh retrains)" if (run_dir / "summary.json").exists() else ""))
+        try:  # resume=True: continues an interrupted demo, reuses a finished one only if its recipe matches
+            rows[label] = train(cfg, run_dir, resume=True, progress=not args.quiet)
+        except RunDirError as e:
+            raise RunDirError(f"{e} (or pass --fresh to retrain the demo)") from None
     table = demo_table(rows)
     print()
     print(table)
@@ -79,6 +80,13 @@ def demo_table(rows: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not a positive number of epochs")
+    return value
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="sharpvision", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -89,7 +97,7 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("overrides", nargs="*", help="dotted overrides, e.g. optim.rho=0.1 data.fraction=0.25")
     t.add_argument("--out", help="run directory (default runs/<recipe name>)")
     t.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
-    t.add_argument("--stop-after-epoch", type=int, help="stop after this many epochs, resumable (time slices)")
+    t.add_argument("--stop-after-epoch", type=_positive, help="stop after this many epochs, resumable (time slices)")
     t.add_argument("--quiet", action="store_true", help="no progress bar or epoch lines")
     t.set_defaults(fn=cmd_train)
 

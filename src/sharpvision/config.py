@@ -16,6 +16,8 @@ from typing import Any, Literal
 
 import yaml
 
+MAX_SEED = 2**32 - 1  # numpy's limit
+
 
 class ConfigError(ValueError):
     """A recipe field, file or value is wrong; the message names the culprit."""
@@ -63,7 +65,7 @@ class DataConfig:
         for name in ("batch_size", "eval_batch_size"):
             _range(f"data.{name}", getattr(self, name), 1, None)
         _range("data.num_workers", self.num_workers, 0, None)
-        _range("data.seed", self.seed, 0, None)
+        _range("data.seed", self.seed, 0, MAX_SEED)
         if self.img_size is not None:
             _range("data.img_size", self.img_size, 8, None)
         for name in ("subset_train", "subset_test"):
@@ -85,7 +87,8 @@ class OptimConfig:
     no_decay_1d: bool = True  # no weight decay on biases, norms, position embeddings (ndim <= 1)
     sam: bool = False  # wrap the base optimizer in SAM
     rho: float = 0.05  # SAM neighbourhood radius
-    adaptive: bool = False  # ASAM: elementwise |w| scaling of the perturbation
+    adaptive: bool = False  # ASAM: elementwise (|w| + eta) scaling of the perturbation
+    eta: float = 0.01  # ASAM's offset (Kwon et al.), so zero-valued weights are perturbed too
     clip_grad_norm: float | None = 1.0  # global-norm clip of the (descent) gradient; null: off
 
     def check(self) -> None:
@@ -93,6 +96,7 @@ class OptimConfig:
         _range("optim.weight_decay", self.weight_decay, 0.0, None)
         _range("optim.momentum", self.momentum, 0.0, 1.0, hi_open=True)
         _range("optim.rho", self.rho, 0.0, None)
+        _range("optim.eta", self.eta, 0.0, None)
         for i, b in enumerate(self.betas):
             _range(f"optim.betas[{i}]", b, 0.0, 1.0, hi_open=True)
         if self.clip_grad_norm is not None:
@@ -151,7 +155,7 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def check(self) -> None:
-        _range("seed", self.seed, 0, None)
+        _range("seed", self.seed, 0, MAX_SEED)
         for f in dataclasses.fields(self):
             sub = getattr(self, f.name)
             if dataclasses.is_dataclass(sub):

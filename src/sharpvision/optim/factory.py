@@ -57,7 +57,7 @@ def build_optimizer(model: nn.Module, cfg: OptimConfig) -> Optimizer:
     cls = base_optimizer(cfg.name)
     groups = param_groups(model, cfg.weight_decay, cfg.no_decay_1d)
     if cfg.sam:
-        return SAM(groups, cls, rho=cfg.rho, adaptive=cfg.adaptive, model=model, **base_kwargs(cfg))
+        return SAM(groups, cls, rho=cfg.rho, adaptive=cfg.adaptive, eta=cfg.eta, model=model, **base_kwargs(cfg))
     return cls(groups, **base_kwargs(cfg))
 
 

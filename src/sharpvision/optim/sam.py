@@ -3,7 +3,8 @@
 SAM minimises max_{||e|| <= rho} L(w + e). One step takes two forward/backward passes:
 
 1. the gradient g at w gives the first-order worst case e = rho * g / ||g||
-   (ASAM: e = rho * T^2 g / ||T g|| with T = diag(|w|), so the radius scales with each weight);
+   (ASAM: e = rho * T^2 g / ||T g|| with T = diag(|w| + eta), so the radius scales with each weight;
+   Kwon et al. use eta = 0.01, which also lets zero-initialised weights move; eta = 0 is davda54/sam's form);
 2. the gradient at w + e is the descent direction; w is restored *exactly* (an in-place copy, not a
    subtraction, so rho = 0 reproduces the base optimizer bit for bit) and the base optimizer steps.
 
@@ -57,12 +58,12 @@ def replay_rng() -> Iterator[Callable[[], None]]:
     rho = 0 a SAM run follows the base optimizer's run exactly, random stream included.
     """
     cpu = torch.get_rng_state()
-    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
+    cuda = torch.cuda.get_rng_state() if torch.cuda.is_initialized() else None  # the current device's
 
     def rewind() -> None:
         torch.set_rng_state(cpu)
         if cuda is not None:
-            torch.cuda.set_rng_state_all(cuda)
+            torch.cuda.set_rng_state(cuda)
 
     yield rewind
 
@@ -84,14 +85,20 @@ class SAM(Optimizer):
     per-group ``rho`` work on the wrapper as on any optimizer; ``state_dict`` is the base optimizer's.
     """
 
+    # GradScaler.step hands an optimizer with this flag its scale instead of unscaling and stepping it blindly,
+    # which lets SAM refuse fp16 loss scaling clearly instead of failing half-perturbed.
+    _step_supports_amp_scaling = True
+
     def __init__(self, params: Any, base_optimizer: Callable[..., Optimizer], rho: float = 0.05,
-                 adaptive: bool = False, eps: float = 1e-12, model: nn.Module | None = None,
+                 adaptive: bool = False, eta: float = 0.01, eps: float = 1e-12, model: nn.Module | None = None,
                  **base_kwargs: Any) -> None:
         if rho < 0:
             raise ValueError(f"SAM rho must be >= 0, got {rho}")
+        if eta < 0:
+            raise ValueError(f"ASAM eta must be >= 0, got {eta}")
         if eps <= 0:
             raise ValueError(f"SAM eps must be > 0, got {eps}")
-        super().__init__(params, dict(rho=rho, adaptive=adaptive, **base_kwargs))
+        super().__init__(params, dict(rho=rho, adaptive=adaptive, eta=eta, **base_kwargs))
         self.base_optimizer = base_optimizer(self.param_groups, **base_kwargs)
         self.param_groups = self.base_optimizer.param_groups
         self.defaults.update(self.base_optimizer.defaults)
@@ -107,20 +114,34 @@ class SAM(Optimizer):
     def state(self, value: Any) -> None:  # Optimizer.__init__ assigns it once; the base owns the real one
         pass
 
+    def __getstate__(self) -> dict[str, Any]:  # deepcopy / pickle: keep the wrapper's own attributes
+        return self.__dict__.copy()
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+
     @property
     def perturbed(self) -> bool:
         return bool(self._backup)
 
     def _grads(self) -> list[tuple[dict, torch.Tensor, torch.Tensor]]:
+        for group in self.param_groups:  # groups added to the base optimizer directly lack SAM's keys
+            for key in ("rho", "adaptive", "eta"):
+                group.setdefault(key, self.defaults[key])
         return [(g, p, p.grad) for g in self.param_groups for p in g["params"] if p.grad is not None]
+
+    @staticmethod
+    def _scale(group: dict, p: torch.Tensor) -> torch.Tensor | None:
+        """ASAM's T = |w| + eta for adaptive groups; None (identity) otherwise."""
+        return p.abs() + group["eta"] if group["adaptive"] else None
 
     @torch.no_grad()
     def grad_norm(self) -> torch.Tensor:
-        """||T g||_2 over all parameters (T = |w| for ASAM groups, identity otherwise), in float32, on device."""
+        """||T g||_2 over all parameters (T = |w| + eta for ASAM groups, identity otherwise), fp32, on device."""
         items = self._grads()
         if not items:
             raise RuntimeError("SAM.perturb: no parameter has a gradient; call backward() first")
-        scaled = [(p.abs() * grad if group["adaptive"] else grad) for group, p, grad in items]
+        scaled = [grad if (t := self._scale(group, p)) is None else t * grad for group, p, grad in items]
         norms = torch._foreach_norm([s.float() for s in scaled])
         return torch.linalg.vector_norm(torch.stack([n.to(norms[0].device) for n in norms]))
 
@@ -133,10 +154,11 @@ class SAM(Optimizer):
         scale = 1.0 / (norm + self.eps)
         for group, p, grad in self._grads():
             e = grad * (group["rho"] * scale).to(grad.dtype)
-            if group["adaptive"]:
-                e = e * p.square()
+            if (t := self._scale(group, p)) is not None:
+                e = e * t.square()
             self._backup.append((p, p.detach().clone()))
             p.add_(e)
+        torch.clear_autocast_cache()  # an enclosing autocast would otherwise reuse its casts of the old weights
         return norm
 
     @torch.no_grad()
@@ -145,6 +167,7 @@ class SAM(Optimizer):
         for p, saved in self._backup:
             p.copy_(saved)
         self._backup = []
+        torch.clear_autocast_cache()
 
     @torch.no_grad()
     def unperturb_and_step(self) -> None:
@@ -158,6 +181,12 @@ class SAM(Optimizer):
 
         Without a closure, after :meth:`perturb` and the second backward, it is :meth:`unperturb_and_step`.
         """
+        if getattr(self, "grad_scale", None) is not None or getattr(self, "found_inf", None) is not None:
+            self.unperturb()
+            self.grad_scale = self.found_inf = None
+            raise RuntimeError("SAM does not support torch.amp.GradScaler (fp16 loss scaling): a scaler unscales "
+                               "once per step and SAM takes two backward passes; use bf16 autocast without a "
+                               "scaler (the weights were restored to w, no step was taken)")
         if closure is None and self.perturbed:
             self.unperturb()
             self.base_optimizer.step()
@@ -167,14 +196,16 @@ class SAM(Optimizer):
                                "or call perturb() and unperturb_and_step() around your own second pass")
         closure = torch.enable_grad()(closure)
         self.zero_grad(set_to_none=True)
-        with replay_rng() as replay:
-            loss = closure()
-            self.perturb()
-            self.zero_grad(set_to_none=True)
-            replay()
-            with frozen_bn_stats(self.model):
-                closure()
-        self.unperturb()
+        try:
+            with replay_rng() as replay:
+                loss = closure()
+                self.perturb()
+                self.zero_grad(set_to_none=True)
+                replay()
+                with frozen_bn_stats(self.model):
+                    closure()
+        finally:
+            self.unperturb()  # never leave the weights at w + e, even if a closure raised
         self.base_optimizer.step()
         return loss
 

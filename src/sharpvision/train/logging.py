@@ -24,7 +24,8 @@ class MetricLogger:
         self.writer = None
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
-            self.writer = SummaryWriter(str(run_dir / "tensorboard"), purge_step=step if step else None)
+            # events after the checkpoint's step (logged by the interrupted attempt) are dropped; those at it stay
+            self.writer = SummaryWriter(str(run_dir / "tensorboard"), purge_step=step + 1)
 
     def log(self, record: dict[str, Any], step: int, prefix: str = "") -> None:
         record = {"step": step, **{k: _clean(v) for k, v in record.items()}}

@@ -67,9 +67,19 @@ def seed_everything(seed: int) -> None:
 
 
 def build_model(cfg: Config, bundle: svdata.DataBundle) -> nn.Module:
-    return models.create(cfg.model.name, num_classes=bundle.num_classes, img_size=bundle.img_size,
-                         in_chans=bundle.in_chans, drop_rate=cfg.model.drop_rate,
-                         drop_path_rate=cfg.model.drop_path_rate, **cfg.model.kwargs)
+    """The recipe's model for the data's classes, channels and size; a rejected argument is a ConfigError."""
+    clash = sorted({"drop_rate", "drop_path_rate", "num_classes", "img_size", "in_chans"} & set(cfg.model.kwargs))
+    if clash:
+        raise ConfigError(f"model.kwargs: {', '.join(clash)} must not be set here; use model.drop_rate / "
+                          "model.drop_path_rate (the data decides classes, channels and size)")
+    # drop rates only when asked for, so timm models without stochastic depth (vgg, densenet) still build
+    drops = {k: v for k, v in (("drop_rate", cfg.model.drop_rate), ("drop_path_rate", cfg.model.drop_path_rate)) if v}
+    try:
+        return models.create(cfg.model.name, num_classes=bundle.num_classes, img_size=bundle.img_size,
+                             in_chans=bundle.in_chans, **drops, **cfg.model.kwargs)
+    except TypeError as e:
+        raise ConfigError(f"model: {cfg.model.name!r} rejects its arguments ({e}); check model.kwargs, "
+                          "model.drop_rate and model.drop_path_rate") from None
 
 
 def train(cfg: Config, out_dir: str | Path, resume: bool = False, stop_after_epoch: int | None = None,
@@ -115,6 +125,7 @@ def train(cfg: Config, out_dir: str | Path, resume: bool = False, stop_after_epo
                     record |= _prefixed("val_", evaluate(model, val_loader, rt.device, rt.autocast))
                 if ema is not None:
                     record |= _prefixed("ema_test_", evaluate(ema.module, test_loader, rt.device, rt.autocast))
+            _refuse_to_save_divergence(record, model, epoch)
             state["epoch"] = epoch + 1
             state["wall_time_s"] += time.perf_counter() - t0
             logger.log(record, state["step"], prefix="epoch/")
@@ -189,6 +200,17 @@ def _finite_or_raise(value: float, epoch: int, step: int) -> float:
                                "and keeps its last good checkpoint (lower optim.lr or optim.rho, or enable "
                                "optim.clip_grad_norm)")
     return value
+
+
+def _refuse_to_save_divergence(record: dict[str, Any], model: nn.Module, epoch: int) -> None:
+    """A checkpoint must be good: no NaN/inf weights (one host sync per epoch) and no non-finite eval loss."""
+    norms = torch._foreach_norm([p.detach().float() for p in model.parameters()])
+    bad = [k for k in ("test_loss", "val_loss") if k in record and not math.isfinite(record[k])]
+    if bad or not bool(torch.stack([n.to(norms[0].device) for n in norms]).isfinite().all()):
+        what = f"{bad[0]} is {record[bad[0]]}" if bad else "the weights hold NaN or inf"
+        raise TrainingDiverged(f"after epoch {epoch + 1} {what}; the run stops without checkpointing this epoch "
+                               "and keeps its last good checkpoint (lower optim.lr or optim.rho, or enable "
+                               "optim.clip_grad_norm)")
 
 
 def _prefixed(prefix: str, metrics: dict[str, float]) -> dict[str, float]:

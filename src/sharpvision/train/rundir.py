@@ -38,10 +38,14 @@ class RunDir:
 
     @classmethod
     def open(cls, path: str | Path, cfg: Config, resume: bool) -> RunDir:
-        """Create a new run directory, or reopen one to resume; never silently overwrite a run."""
+        """Create a new run directory, or reopen one to resume; never silently overwrite finished work.
+
+        A directory whose run never finished an epoch (no checkpoint: it failed while starting, say) holds
+        nothing to lose and is reused as new.
+        """
         path = Path(path)
         config_file = path / "config.yaml"
-        if config_file.exists():
+        if config_file.exists() and (path / "checkpoints" / "last.pt").exists():
             if not resume:
                 raise RunDirError(f"run directory {path} already holds a run; pass --resume to continue it "
                                   "or choose another --out")
