@@ -1,0 +1,154 @@
+"""What every loss-geometry measurement shares: a fixed data sample, a recorded model mode, and the
+Hessian-vector product over that sample.
+
+Analysis functions take ``(model, loss_fn, data)``: ``data`` is a list of ``(x, y)`` batches (see
+:func:`sample_batches`), the loss is averaged over all of them weighted by batch size, so the result does
+not depend on how the sample was split. Second-order autograd needs the *math* attention path: fused SDPA
+kernels have neither double backward nor forward-mode AD, so :func:`analysis_mode` switches timm's
+``fused_attn`` off and pins SDPA to the math backend, and restores both afterwards.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch.utils.data import Dataset
+
+Batches = list[tuple[torch.Tensor, torch.Tensor]]
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+Vector = list[torch.Tensor]  # one tensor per parameter, the layout of ``params``
+
+
+def sample_batches(dataset: Dataset, n: int, batch_size: int = 256, seed: int = 0,
+                   device: torch.device | str = "cpu") -> Batches:
+    """A fixed, seeded sample of ``n`` examples of ``dataset`` as batches on ``device``.
+
+    The same (dataset, n, seed) gives the same examples, so curvature measured on two checkpoints is
+    measured on the same data. Augmentation in ``dataset`` is applied once, when the sample is drawn.
+    """
+    if not 0 < n <= len(dataset):
+        raise ValueError(f"analysis sample size {n} must be in [1, {len(dataset)}] (the dataset's size)")
+    order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed))[:n].tolist()
+    batches = []
+    for start in range(0, n, batch_size):
+        items = [dataset[i] for i in order[start:start + batch_size]]
+        x = torch.stack([torch.as_tensor(a) for a, _ in items]).to(device)
+        y = torch.as_tensor([int(b) for _, b in items]).to(device)
+        batches.append((x, y))
+    return batches
+
+
+def num_examples(data: Batches) -> int:
+    return sum(len(y) for _, y in data)
+
+
+@contextmanager
+def analysis_mode(model: nn.Module, mode: str = "eval") -> Iterator[nn.Module]:
+    """Put ``model`` in ``mode`` ("eval" or "train") with math attention; restore everything after.
+
+    eval is the default policy: BatchNorm uses its running statistics and dropout is off, so the loss is
+    a deterministic function of the weights (what the Hessian and the landscape are defined on).
+    """
+    if mode not in ("eval", "train"):
+        raise ValueError(f"analysis mode must be 'eval' or 'train', got {mode!r}")
+    was_training = model.training
+    fused = [(m, m.fused_attn) for m in model.modules() if hasattr(m, "fused_attn")]
+    with ExitStack() as stack:
+        stack.enter_context(sdpa_kernel(SDPBackend.MATH))
+        for m, _ in fused:
+            m.fused_attn = False
+        model.train(mode == "train")
+        try:
+            yield model
+        finally:
+            model.train(was_training)
+            for m, value in fused:
+                m.fused_attn = value
+
+
+def in_dtype(model: nn.Module, data: Batches, dtype: torch.dtype) -> tuple[nn.Module, Batches]:
+    """A copy of the model and data in ``dtype`` (float64 for validation); the same objects for float32."""
+    if dtype == torch.float32 and all(p.dtype == torch.float32 for p in model.parameters()):
+        return model, data
+    cast = [(x.to(dtype) if x.is_floating_point() else x, y) for x, y in data]
+    return copy.deepcopy(model).to(dtype), cast
+
+
+def blocks(model: nn.Module) -> dict[str, list[str]]:
+    """Parameter names grouped by block, in forward order: ``stem``, ``blocks.0`` ... / ``stages.0`` ..., ``head``.
+
+    timm ViT and Mixer keep their blocks in ``blocks``, ResNet in ``layer1..4``, ConvNeXt in ``stages``;
+    everything before the first block is the stem, everything after the last is the head.
+    """
+    groups: dict[str, list[str]] = {}
+    seen_block = False
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        parts = name.split(".")
+        if parts[0] in ("blocks", "stages") and len(parts) > 2 and parts[1].isdigit():
+            key, seen_block = f"{parts[0]}.{parts[1]}", True
+        elif parts[0].startswith("layer") and parts[0][5:].isdigit():
+            key, seen_block = parts[0], True
+        else:
+            key = "head" if seen_block else "stem"
+        groups.setdefault(key, []).append(name)
+    return groups
+
+
+def select_params(model: nn.Module, names: Sequence[str] | None = None) -> tuple[list[str], list[nn.Parameter]]:
+    """The trainable parameters named in ``names`` (all when None), in model order."""
+    table = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    chosen = list(table) if names is None else [n for n in table if n in set(names)]
+    if not chosen:
+        raise ValueError("no trainable parameter selected for analysis")
+    return chosen, [table[n] for n in chosen]
+
+
+def mean_loss(model: nn.Module, loss_fn: LossFn, data: Batches) -> torch.Tensor:
+    """Loss averaged over every example of ``data`` (batches weighted by size), as a graph."""
+    total = num_examples(data)
+    return sum(loss_fn(model(x), y) * (len(y) / total) for x, y in data)
+
+
+def hvp_operator(model: nn.Module, loss_fn: LossFn, data: Batches,
+                 params: Sequence[nn.Parameter]) -> Callable[[Vector], Vector]:
+    """v -> H v for the Hessian of the mean loss over ``data`` w.r.t. ``params`` (double backward).
+
+    Each call runs one forward and two backward passes per batch and sums the per-batch products
+    weighted by batch size, so memory stays at one batch however large the sample is. Call it inside
+    :func:`analysis_mode`.
+    """
+    total = num_examples(data)
+    params = list(params)
+
+    def hvp(v: Vector) -> Vector:
+        out = [torch.zeros_like(p) for p in params]
+        for x, y in data:
+            loss = loss_fn(model(x), y) * (len(y) / total)
+            grads = torch.autograd.grad(loss, params, create_graph=True)
+            dot = sum((g * vi).sum() for g, vi in zip(grads, v))
+            for acc, h in zip(out, torch.autograd.grad(dot, params)):
+                acc.add_(h)
+        return out
+
+    return hvp
+
+
+def dot(a: Vector, b: Vector) -> torch.Tensor:
+    return sum((x * y).sum() for x, y in zip(a, b))
+
+
+def norm(a: Vector) -> torch.Tensor:
+    return dot(a, a).sqrt()
+
+
+def settings(**kwargs: Any) -> dict[str, Any]:
+    """The settings recorded next to every result (sample size, iterations, tolerance, seed, mode, dtype)."""
+    return {k: (str(v).replace("torch.", "") if isinstance(v, torch.dtype) else v) for k, v in kwargs.items()}
