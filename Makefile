@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup data demo test lint clean
+.PHONY: setup data demo test lint bench-deps clean
 
 setup: $(STAMP) data
 
@@ -24,6 +24,10 @@ demo: setup
 test: setup
 	@$(BIN)/pytest $(ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; exit $$rc
+
+# the peers the benchmarks compare against (PyHessian, curvlinops); never needed by the package or its tests
+bench-deps: setup
+	$(BIN)/pip install -q --disable-pip-version-check -r requirements-bench.txt
 
 lint: setup
 	$(BIN)/ruff check src tests benchmarks

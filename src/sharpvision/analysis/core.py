@@ -20,6 +20,8 @@ from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.data import Dataset
 
+from sharpvision.optim.sam import frozen_bn_stats
+
 Batches = list[tuple[torch.Tensor, torch.Tensor]]
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 Vector = list[torch.Tensor]  # one tensor per parameter, the layout of ``params``
@@ -49,18 +51,22 @@ def num_examples(data: Batches) -> int:
 
 
 @contextmanager
-def analysis_mode(model: nn.Module, mode: str = "eval") -> Iterator[nn.Module]:
+def analysis_mode(model: nn.Module, mode: str = "eval", math_attention: bool = True) -> Iterator[nn.Module]:
     """Put ``model`` in ``mode`` ("eval" or "train") with math attention; restore everything after.
 
     eval is the default policy: BatchNorm uses its running statistics and dropout is off, so the loss is
-    a deterministic function of the weights (what the Hessian and the landscape are defined on).
+    a deterministic function of the weights (what the Hessian and the landscape are defined on). In train
+    mode BatchNorm normalises with batch statistics, and its running statistics are restored afterwards:
+    measuring must not change the model. ``math_attention=False`` keeps fused attention (first-order use).
     """
     if mode not in ("eval", "train"):
         raise ValueError(f"analysis mode must be 'eval' or 'train', got {mode!r}")
     was_training = model.training
-    fused = [(m, m.fused_attn) for m in model.modules() if hasattr(m, "fused_attn")]
+    fused = [(m, m.fused_attn) for m in model.modules() if hasattr(m, "fused_attn")] if math_attention else []
     with ExitStack() as stack:
-        stack.enter_context(sdpa_kernel(SDPBackend.MATH))
+        if math_attention:
+            stack.enter_context(sdpa_kernel(SDPBackend.MATH))
+        stack.enter_context(frozen_bn_stats(model))
         for m, _ in fused:
             m.fused_attn = False
         model.train(mode == "train")
