@@ -213,3 +213,15 @@ def test_demo_fresh_deletes_only_its_own_runs_and_refuses_stale_reuse(tmp_path: 
 def test_stop_after_epoch_must_be_positive(tmp_path: Path) -> None:
     with pytest.raises(SystemExit):
         main(["train", str(TINY), "--out", str(tmp_path / "r"), "--stop-after-epoch", "0"])
+
+
+def test_sharpness_logging_records_lambda_max_and_leaves_training_unchanged(tmp_path: Path) -> None:
+    plain = train(tiny("schedule.epochs=2"), tmp_path / "plain", progress=False)
+    logged = train(tiny("schedule.epochs=2", "train.sharpness_every=1", "train.sharpness_sample=64"),
+                   tmp_path / "logged", progress=False)
+    values = [r["lambda_max"] for r in epoch_records(tmp_path / "logged")]
+    assert len(values) == 2 and all(v > 0 for v in values)
+    assert logged["test_accuracy"] == plain["test_accuracy"] and logged["train_loss"] == plain["train_loss"]
+    a = ckpt.load(tmp_path / "plain" / "checkpoints" / "last.pt")["model"]
+    b = ckpt.load(tmp_path / "logged" / "checkpoints" / "last.pt")["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)

@@ -128,6 +128,8 @@ class TrainConfig:
     log_every: int = 20  # steps between progress-bar / TensorBoard updates (one host sync each)
     max_steps_per_epoch: int | None = None  # cut epochs short (smoke runs)
     threads: int | None = None  # torch CPU threads; null: torch's default
+    sharpness_every: int | None = None  # epochs between lambda_max estimates during training; null: off
+    sharpness_sample: int = 512  # fixed training examples (no augmentation) for that estimate
 
     def check(self) -> None:
         if self.precision == "fp16":
@@ -139,7 +141,8 @@ class TrainConfig:
             _range("train.ema_decay", self.ema_decay, 0.0, 1.0, lo_open=True, hi_open=True)
         _range("train.eval_every", self.eval_every, 1, None)
         _range("train.log_every", self.log_every, 1, None)
-        for name in ("max_steps_per_epoch", "threads"):
+        _range("train.sharpness_sample", self.sharpness_sample, 1, None)
+        for name in ("max_steps_per_epoch", "threads", "sharpness_every"):
             if getattr(self, name) is not None:
                 _range(f"train.{name}", getattr(self, name), 1, None)
 

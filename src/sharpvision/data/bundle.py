@@ -30,6 +30,7 @@ class DataBundle:
     mixup: BatchMixer | None  # batch-level Mixup/CutMix returning soft targets, "strong" only; else None
     train_labels: torch.Tensor  # labels actually trained on (after fraction + noise)
     clean_train_labels: torch.Tensor  # the same examples' original labels
+    train_plain: Dataset  # the training examples and labels with eval transforms: the loss analysis measures
 
 
 def build_datasets(cfg: DataConfig, label_smoothing: float = 0.0) -> DataBundle:
@@ -55,4 +56,5 @@ def build_datasets(cfg: DataConfig, label_smoothing: float = 0.0) -> DataBundle:
         mixup=build_mixup(cfg, source.num_classes, label_smoothing),
         train_labels=split.labels,
         clean_train_labels=split.clean_labels,
+        train_plain=LabeledImages(source.train_images, split.train, split.labels, eval_tf),
     )

@@ -23,6 +23,8 @@ from tqdm.auto import tqdm
 
 from sharpvision import data as svdata
 from sharpvision import models
+from sharpvision.analysis.core import sample_batches
+from sharpvision.analysis.hessian import hessian_eigenvalues
 from sharpvision.config import Config, ConfigError
 from sharpvision.evaluate import evaluate
 from sharpvision.optim import SAM, build_optimizer, build_scheduler
@@ -109,6 +111,9 @@ def train(cfg: Config, out_dir: str | Path, resume: bool = False, stop_after_epo
     if resume and run.checkpoint.exists():
         state = run.restore(model, optimizer, scheduler, ema)
     logger = MetricLogger(run.path, completed_epochs=state["epoch"], step=state["step"])
+    sharp_every = cfg.train.sharpness_every
+    sharp_data = (sample_batches(bundle.train_plain, min(cfg.train.sharpness_sample, len(bundle.train_plain)),
+                                 cfg.data.eval_batch_size, seed=cfg.seed, device=rt.device) if sharp_every else None)
     test_loader = svdata.eval_loader(bundle.test, cfg.data)
     val_loader = svdata.eval_loader(bundle.val, cfg.data) if bundle.val is not None else None
     last = {}
@@ -125,6 +130,10 @@ def train(cfg: Config, out_dir: str | Path, resume: bool = False, stop_after_epo
                     record |= _prefixed("val_", evaluate(model, val_loader, rt.device, rt.autocast))
                 if ema is not None:
                     record |= _prefixed("ema_test_", evaluate(ema.module, test_loader, rt.device, rt.autocast))
+            if sharp_every and ((epoch + 1) % sharp_every == 0 or epoch + 1 == cfg.schedule.epochs):
+                # cheap: a loose tolerance on a fixed sample; eval mode, own RNG, so training is unaffected
+                record["lambda_max"] = hessian_eigenvalues(model, nn.functional.cross_entropy, sharp_data,
+                                                           tol=1e-2, seed=cfg.seed)["eigenvalues"][0]
             _refuse_to_save_divergence(record, model, epoch)
             state["epoch"] = epoch + 1
             state["wall_time_s"] += time.perf_counter() - t0
@@ -221,6 +230,7 @@ def _epoch_line(r: dict[str, Any], epochs: int) -> str:
     parts = [f"epoch {r['epoch'] + 1}/{epochs}", f"train_loss {r['train_loss']:.4f}",
              f"train_acc {r['train_accuracy']:.4f}", f"{r['images_per_s']:.0f} img/s"]
     parts += [f"{k} {v:.4f}" for k, v in r.items() if k.endswith("accuracy") and k != "train_accuracy"]
+    parts += [f"lambda_max {r['lambda_max']:.4g}"] if "lambda_max" in r else []
     return "  ".join(parts)
 
 
