@@ -1,4 +1,4 @@
-"""``sharpvision`` command line: models, train, eval, demo."""
+"""``sharpvision`` command line: models, train, eval, analyze, demo."""
 
 from __future__ import annotations
 
@@ -37,6 +37,32 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from sharpvision.evaluate.run import evaluate_run
     result = evaluate_run(args.target, ema=args.ema, overrides=args.overrides)
     print(json.dumps(result, indent=2))
+    return 0
+
+
+def cmd_analyze(args: argparse.Namespace) -> int:
+    from sharpvision import models
+    from sharpvision.analysis.run import PIECES, analyze, compare, load_subject, summary_rows
+    what = list(PIECES) if args.what == "all" else [w.strip() for w in args.what.split(",") if w.strip()]
+    by_run = {}
+    for target in args.targets:
+        subject = load_subject(target)
+        pieces = [w for w in what if w != "attention" or args.what != "all" or models.family(
+            subject.cfg.model.name) == "vit"]  # "all" skips attention for models without it; asking for it errs
+        run_dir = Path(target) if Path(target).is_dir() else Path(target).parent.parent
+        out = Path(args.out) / (subject.name if len(args.targets) > 1 else "") if args.out else run_dir / "analysis"
+        results = analyze(subject, pieces, out, sample=args.sample, batch_size=args.batch_size, seed=args.seed,
+                          mode=args.mode, dtype=args.dtype, repeats=args.repeats, ntk_n=args.ntk_n,
+                          landscape_sample=args.landscape_sample, landscape_steps=args.landscape_steps,
+                          trace_samples=args.trace_samples, density_iters=args.density_iters,
+                          density_runs=args.density_runs)
+        by_run[subject.name] = results
+        print(f"\n{subject.name} ({subject.cfg.model.name}, epoch {subject.epoch}): results in {out}")
+        for name, value in summary_rows(results):
+            print(f"  {name:<28} {value}")
+    if args.compare:
+        for path in compare(by_run, Path(args.compare)):
+            print(f"wrote {path}")
     return 0
 
 
@@ -106,6 +132,26 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("overrides", nargs="*", help="data overrides, e.g. data.root=/data/fmnist")
     e.add_argument("--ema", action="store_true", help="evaluate the EMA weights (when the run kept them)")
     e.set_defaults(fn=cmd_eval)
+
+    a = sub.add_parser("analyze", help="loss geometry of runs: Hessian, trace, density, sharpness, NTK, "
+                                       "landscape, flatness, sparsity, attention, norms")
+    a.add_argument("targets", nargs="+", help="run directories or checkpoint files")
+    a.add_argument("--what", default="all", help="comma-separated pieces, or 'all' (attention only for ViTs)")
+    a.add_argument("--sample", type=_positive, default=2048, help="training examples in the fixed analysis sample")
+    a.add_argument("--batch-size", type=_positive, default=256)
+    a.add_argument("--seed", type=int, default=0, help="seed of the sample and of the random vectors")
+    a.add_argument("--repeats", type=_positive, default=1, help="lambda_max on this many sample draws (spread)")
+    a.add_argument("--mode", choices=["eval", "train"], default="eval", help="model mode (BN, dropout) policy")
+    a.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    a.add_argument("--ntk-n", type=_positive, default=128, help="inputs in the NTK kernel")
+    a.add_argument("--landscape-sample", type=_positive, default=512, help="examples per landscape point")
+    a.add_argument("--landscape-steps", type=_positive, default=11, help="grid points per landscape axis")
+    a.add_argument("--trace-samples", type=_positive, default=99, help="Hutch++ matrix-vector products")
+    a.add_argument("--density-iters", type=_positive, default=50, help="Lanczos steps per SLQ run")
+    a.add_argument("--density-runs", type=_positive, default=3, help="SLQ runs (random start vectors)")
+    a.add_argument("--out", help="output folder (default RUN/analysis)")
+    a.add_argument("--compare", help="also write side-by-side figures of all targets to this folder")
+    a.set_defaults(fn=cmd_analyze)
 
     d = sub.add_parser("demo", help="small ViT on Fashion-MNIST, with and without SAM, side by side (CPU minutes)")
     d.add_argument("overrides", nargs="*", help="dotted overrides applied to both runs")
