@@ -91,11 +91,11 @@ def attention_grid(images: torch.Tensor, maps: dict[str, torch.Tensor], path: st
     for i in range(n):
         img = images[i].float()
         img = (img - img.min()) / (img.max() - img.min() + 1e-12)
-        shown = img[0] if img.shape[0] == 1 else img.permute(1, 2, 0)
+        shown = (img[0] if img.shape[0] == 1 else img.permute(1, 2, 0)).numpy()
         axes[i, 0].imshow(shown, cmap="gray" if img.shape[0] == 1 else None)
         axes[i, 0].set_title("input" if i == 0 else "")
         for j, (name, m) in enumerate(maps.items(), start=1):
-            up = torch.nn.functional.interpolate(m[i][None, None].float(), size=(h, w), mode="bilinear")[0, 0]
+            up = torch.nn.functional.interpolate(m[i][None, None].float(), size=(h, w), mode="bilinear")[0, 0].numpy()
             axes[i, j].imshow(shown, cmap="gray" if img.shape[0] == 1 else None)
             im = axes[i, j].imshow(up, cmap="jet", alpha=0.5)
             axes[i, j].set_title(name if i == 0 else "")

@@ -1,0 +1,78 @@
+"""`sharpvision analyze`: the runner's results agree with the library, files are written, bad input is named."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from sharpvision import config, optim
+from sharpvision.analysis import hessian_eigenvalues, sample_batches
+from sharpvision.analysis.run import analyze, load_subject
+from sharpvision.cli import main
+from sharpvision.train import loop, train
+
+TINY = Path(__file__).parents[1] / "configs" / "tiny.yaml"
+FAST = ["data.subset_train=128", "data.subset_test=64", "train.max_steps_per_epoch=2", "schedule.epochs=1"]
+
+pytestmark = pytest.mark.skipif(not Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz").exists(),
+                                reason="needs the Debian package dataset-fashion-mnist (make setup installs it)")
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory) -> tuple[Path, dict]:
+    """A tiny trained ViT, and its weights at initialization captured inside the training loop."""
+    captured = {}
+    real = optim.build_optimizer
+
+    def capture(model, cfg):
+        captured.update({k: v.clone() for k, v in model.state_dict().items()})
+        return real(model, cfg)
+
+    loop.build_optimizer = capture
+    try:
+        out = tmp_path_factory.mktemp("analyze") / "vit"
+        train(config.load(TINY, FAST), out, progress=False)
+    finally:
+        loop.build_optimizer = real
+    return out, captured
+
+
+def test_subject_rebuilds_the_runs_initialization(run) -> None:
+    out, init = run
+    subject = load_subject(out)
+    assert all(torch.equal(v, init[k]) for k, v in subject.init.state_dict().items())
+    assert not all(torch.equal(v, init[k]) for k, v in subject.model.state_dict().items())  # trained weights
+
+
+def test_runner_matches_the_library_and_writes_files(run, tmp_path: Path) -> None:
+    out, _ = run
+    subject = load_subject(out)
+    results = analyze(subject, ["hessian", "sparsity", "norms", "attention", "ntk"], tmp_path, sample=64,
+                      batch_size=32, ntk_n=16, progress=lambda _: None)
+    data = sample_batches(subject.bundle.train_plain, 64, 32, seed=0)
+    direct = hessian_eigenvalues(subject.model, nn.functional.cross_entropy, data, k=1, seed=0)
+    assert results["hessian"]["lambda_max"] == pytest.approx(direct["eigenvalues"][0], rel=1e-6)
+    saved = json.loads((tmp_path / "hessian.json").read_text())
+    assert saved["settings"]["n"] == 64 and saved["settings"]["mode"] == "eval" and saved["epoch"] == 1
+    assert set(saved["per_block"]) == {"stem", "blocks.0", "blocks.1", "blocks.2", "blocks.3", "head"}
+    ntk = json.loads((tmp_path / "ntk.json").read_text())["at_init"]
+    assert ntk["n"] == 16 and ntk["reduction"] == "sum" and ntk["kappa"] >= 1
+    for png in ("hessian_per_block.png", "sparsity.png", "norms.png", "attention.png"):
+        assert (tmp_path / png).stat().st_size > 1000, png
+
+
+def test_cli_analyze_prints_a_table_and_names_bad_input(run, capsys) -> None:
+    out, _ = run
+    assert main(["analyze", str(out), "--what", "norms,sparsity", "--sample", "32"]) == 0
+    printed = capsys.readouterr().out
+    assert "active neurons" in printed and "weight norm" in printed and (out / "analysis" / "norms.json").exists()
+    assert main(["analyze", str(out), "--what", "hessain"]) == 2
+    assert "--what: unknown piece(s) hessain" in capsys.readouterr().err
+
+
+def test_attention_on_a_model_without_it_is_a_clear_error(tmp_path: Path, capsys) -> None:
+    train(config.load(TINY, [*FAST, "model.name=resnet_micro"]), tmp_path / "cnn", progress=False)
+    assert main(["analyze", str(tmp_path / "cnn"), "--what", "attention"]) == 2
+    assert "has no attention; attention maps need a ViT" in capsys.readouterr().err
