@@ -9,9 +9,10 @@ from torch import nn
 
 from sharpvision import config, optim
 from sharpvision.analysis import hessian_eigenvalues, sample_batches
-from sharpvision.analysis.run import analyze, load_subject
+from sharpvision.analysis.run import analyze, compare, load_subject
 from sharpvision.cli import main
 from sharpvision.train import loop, train
+from sharpvision.train.loop import device_name
 
 TINY = Path(__file__).parents[1] / "configs" / "tiny.yaml"
 FAST = ["data.subset_train=128", "data.subset_test=64", "train.max_steps_per_epoch=2", "schedule.epochs=1"]
@@ -76,3 +77,34 @@ def test_attention_on_a_model_without_it_is_a_clear_error(tmp_path: Path, capsys
     train(config.load(TINY, [*FAST, "model.name=resnet_micro"]), tmp_path / "cnn", progress=False)
     assert main(["analyze", str(tmp_path / "cnn"), "--what", "attention"]) == 2
     assert "has no attention; attention maps need a ViT" in capsys.readouterr().err
+
+
+def test_compare_writes_numbers_and_side_by_side_figures(run, tmp_path: Path) -> None:
+    out, _ = run
+    subject = load_subject(out)
+    results = analyze(subject, ["hessian", "norms"], tmp_path / "a", sample=32, batch_size=32,
+                      progress=lambda _: None)
+    written = compare({"base": results, "sam": results}, tmp_path / "cmp", command="sharpvision analyze a b")
+    saved = json.loads((tmp_path / "cmp" / "compare.json").read_text())
+    assert saved["command"] == "sharpvision analyze a b" and saved["runs"]["base"]["devices"] == [device_name(torch.device("cpu"))]
+    saved = saved["runs"]
+    assert saved["base"]["numbers"]["lambda_max"] == pytest.approx(results["hessian"]["lambda_max"])
+    assert saved["sam"]["numbers"]["weight_norm"] == pytest.approx(results["norms"]["total"])
+    assert "trace" not in saved["base"]["numbers"]  # pieces not run are absent, not zero
+    assert {p.name for p in written} == {"compare.json", "hessian_per_block.png", "norms.png"}
+
+
+def test_reuse_loads_saved_pieces_for_the_same_epoch_only(run, tmp_path: Path) -> None:
+    out, _ = run
+    subject = load_subject(out)
+    first = analyze(subject, ["norms"], tmp_path, sample=32, batch_size=32, progress=lambda _: None)
+    saved = json.loads((tmp_path / "norms.json").read_text())
+    saved["total"] = -1.0  # a marker: reuse must return the file, not a recomputation
+    (tmp_path / "norms.json").write_text(json.dumps(saved))
+    said: list[str] = []
+    assert analyze(subject, ["norms"], tmp_path, reuse=True, progress=said.append)["norms"]["total"] == -1.0
+    assert "reused" in said[0]
+    saved["epoch"] = subject.epoch + 1  # another checkpoint's results are recomputed
+    (tmp_path / "norms.json").write_text(json.dumps(saved))
+    again = analyze(subject, ["norms"], tmp_path, reuse=True, progress=lambda _: None)
+    assert again["norms"]["total"] == pytest.approx(first["norms"]["total"])

@@ -23,7 +23,7 @@ from sharpvision import models
 from sharpvision.analysis import attention, flatness, hessian, landscape, norms, ntk, plots, sparsity
 from sharpvision.analysis.core import Batches, sample_batches
 from sharpvision.train import checkpoint as ckpt
-from sharpvision.train.loop import Runtime, build_model, seed_everything
+from sharpvision.train.loop import Runtime, build_model, device_name, seed_everything
 
 PIECES = ("hessian", "trace", "density", "sharpness", "ntk", "landscape", "flatness", "sparsity", "attention",
           "norms")
@@ -61,9 +61,13 @@ def load_subject(target: str | Path) -> Subject:
 def analyze(subject: Subject, what: list[str], out_dir: Path, sample: int = 2048, batch_size: int = 256,
             seed: int = 0, mode: str = "eval", dtype: str = "float32", repeats: int = 1, ntk_n: int = 128,
             landscape_sample: int = 512, landscape_steps: int = 11, trace_samples: int = 99,
-            density_iters: int = 50, density_runs: int = 3, progress: Callable[[str], None] = print
-            ) -> dict[str, dict[str, Any]]:
-    """Run the ``what`` pieces on ``subject``; write ``out_dir/<piece>.json`` (+ ``.png``); return the results."""
+            density_iters: int = 50, density_runs: int = 3, reuse: bool = False,
+            progress: Callable[[str], None] = print) -> dict[str, dict[str, Any]]:
+    """Run the ``what`` pieces on ``subject``; write ``out_dir/<piece>.json`` (+ ``.png``); return the results.
+
+    ``reuse`` loads a piece's JSON already in ``out_dir`` when it is for this run at this epoch, so adding a
+    piece or a comparison later does not recompute the expensive ones (the settings are those in the file).
+    """
     unknown = [w for w in what if w not in PIECES]
     if unknown:
         raise ValueError(f"--what: unknown piece(s) {', '.join(unknown)}; choose from {', '.join(PIECES)}")
@@ -80,11 +84,16 @@ def analyze(subject: Subject, what: list[str], out_dir: Path, sample: int = 2048
     results: dict[str, dict[str, Any]] = {}
 
     def record(piece: str, result: dict[str, Any]) -> None:
-        result = {"run": subject.name, "model": subject.cfg.model.name, "epoch": subject.epoch, **result}
+        result = {"run": subject.name, "model": subject.cfg.model.name, "epoch": subject.epoch,
+                  "device": device_name(dev), "torch": str(torch.__version__), **result}
         (out_dir / f"{piece}.json").write_text(json.dumps(result, indent=2, default=_plain) + "\n")
         results[piece] = result
 
     for piece in what:
+        if reuse and (saved := _saved(out_dir / f"{piece}.json", subject)):
+            progress(f"analyze {subject.name}: {piece} (reused {out_dir / f'{piece}.json'})")
+            results[piece] = saved
+            continue
         progress(f"analyze {subject.name}: {piece}")
         if piece == "hessian":
             draws = [data] + [sample_batches(subject.bundle.train_plain, n, batch_size, seed + r, dev)
@@ -178,6 +187,35 @@ def summary_rows(results: dict[str, dict[str, Any]]) -> list[tuple[str, str]]:
     return rows
 
 
+def headline(results: dict[str, dict[str, Any]]) -> dict[str, float]:
+    """The headline figures as numbers, for JSON a script can read (summary_rows is for people)."""
+    picks = {"lambda_max": ("hessian", "lambda_max"), "lambda_max_mean": ("hessian", "lambda_max_mean"),
+             "lambda_max_std": ("hessian", "lambda_max_std"), "trace": ("trace", "trace"),
+             "trace_stderr": ("trace", "stderr"), "sam_sharpness": ("sharpness", "sam", "sharpness"),
+             "worst_case_sharpness": ("sharpness", "worst_case", "sharpness"),
+             "ntk_kappa_at_init": ("ntk", "at_init", "kappa"), "loss": ("flatness", "loss"),
+             "loss_under_noise": ("flatness", "mean_loss_noisy"), "active_fraction": ("sparsity", "overall"),
+             "weight_norm": ("norms", "total")}
+    out = {}
+    for name, path in picks.items():
+        value: Any = results
+        for key in path:
+            value = value.get(key) if isinstance(value, dict) else None
+        if isinstance(value, (int, float)):
+            out[name] = float(value)
+    return out
+
+
+def _saved(path: Path, subject: Subject) -> dict[str, Any] | None:
+    if not path.exists():
+        return None
+    try:
+        saved = json.loads(path.read_text())
+    except json.JSONDecodeError:
+        return None  # a damaged file is recomputed, not trusted
+    return saved if saved.get("run") == subject.name and saved.get("epoch") == subject.epoch else None
+
+
 def _take(data: Batches, n: int) -> Batches:
     out, left = [], n
     for x, y in data:
@@ -196,11 +234,12 @@ def _plain(obj: Any) -> Any:
     return str(obj)
 
 
-def compare(by_run: dict[str, dict[str, dict[str, Any]]], out_dir: Path) -> list[Path]:
+def compare(by_run: dict[str, dict[str, dict[str, Any]]], out_dir: Path, command: str = "") -> list[Path]:
     """Side-by-side figures and one JSON for several analysed runs (e.g. a ViT with and without SAM)."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "compare.json").write_text(json.dumps({run: dict(summary_rows(r)) for run, r in by_run.items()},
-                                                     indent=2) + "\n")
+    runs = {run: {"devices": sorted({p.get("device", "not recorded") for p in r.values()}),
+                  "numbers": headline(r), "table": dict(summary_rows(r))} for run, r in by_run.items()}
+    (out_dir / "compare.json").write_text(json.dumps({"command": command, "runs": runs}, indent=2) + "\n")
     written = [out_dir / "compare.json"]
 
     def having(piece: str) -> dict[str, dict[str, Any]]:

@@ -252,13 +252,13 @@ def _summary(cfg: Config, model: nn.Module, optimizer: Any, rt: Runtime, state: 
         "train_accuracy": last["train_accuracy"],
         "images_per_s": state["train_images"] / max(state["train_time_s"], 1e-9),
         "wall_time_s": state["wall_time_s"],
-        "device": _device_name(rt.device),
+        "device": device_name(rt.device),
         "precision": str(rt.amp_dtype).replace("torch.", "") if rt.amp_dtype else "fp32",
         "torch": str(torch.__version__),
     }
 
 
-def _device_name(device: torch.device) -> str:
+def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     return f"cpu ({torch.get_num_threads()} threads)"
