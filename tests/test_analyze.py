@@ -86,7 +86,8 @@ def test_compare_writes_numbers_and_side_by_side_figures(run, tmp_path: Path) ->
                       progress=lambda _: None)
     written = compare({"base": results, "sam": results}, tmp_path / "cmp", command="sharpvision analyze a b")
     saved = json.loads((tmp_path / "cmp" / "compare.json").read_text())
-    assert saved["command"] == "sharpvision analyze a b" and saved["runs"]["base"]["devices"] == [device_name(torch.device("cpu"))]
+    assert saved["command"] == "sharpvision analyze a b"
+    assert saved["runs"]["base"]["devices"] == [device_name(torch.device("cpu"))]
     saved = saved["runs"]
     assert saved["base"]["numbers"]["lambda_max"] == pytest.approx(results["hessian"]["lambda_max"])
     assert saved["sam"]["numbers"]["weight_norm"] == pytest.approx(results["norms"]["total"])

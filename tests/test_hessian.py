@@ -76,17 +76,19 @@ def vit() -> tuple[nn.Module, Batches, Exact]:
     return model, data, exact_hessian(model, data)
 
 
-def test_hvp_over_unequal_batches_equals_one_batch_and_exact(mlp: tuple[nn.Module, Batches, Exact]) -> None:
+def test_hvp_streamed_or_kept_graph_equals_one_batch_and_exact(mlp: tuple[nn.Module, Batches, Exact]) -> None:
     model, data, (_, _, h) = mlp
     _, params = select_params(model)
-    v = [torch.randn_like(p) for p in params]
-    split = hvp_operator(model, F.cross_entropy, data, params)(v)
     whole = [(torch.cat([x for x, _ in data]), torch.cat([y for _, y in data]))]
-    joined = hvp_operator(model, F.cross_entropy, whole, params)(v)
-    for a, b in zip(split, joined):
-        torch.testing.assert_close(a, b)
-    flat = torch.cat([t.reshape(-1) for t in split]).double()
-    torch.testing.assert_close(flat, h @ torch.cat([t.reshape(-1) for t in v]).double(), rtol=1e-4, atol=1e-5)
+    operators = {"streamed": hvp_operator(model, F.cross_entropy, data, params),
+                 "kept, 3 batches": hvp_operator(model, F.cross_entropy, data, params, keep_graph=True),
+                 "one batch (kept by default)": hvp_operator(model, F.cross_entropy, whole, params)}
+    for _ in range(2):  # a kept graph serves every later product, with any vector
+        v = [torch.randn_like(p) for p in params]
+        expected = h @ torch.cat([t.reshape(-1) for t in v]).double()
+        for name, op in operators.items():
+            flat = torch.cat([t.reshape(-1) for t in op(v)]).double()
+            torch.testing.assert_close(flat, expected, rtol=1e-4, atol=1e-5, msg=name)
 
 
 def test_lanczos_top_eigenvalues(mlp: tuple[nn.Module, Batches, Exact]) -> None:
@@ -96,6 +98,7 @@ def test_lanczos_top_eigenvalues(mlp: tuple[nn.Module, Batches, Exact]) -> None:
     json.dumps(result)
     assert result["converged"] and result["matvecs"] <= result["settings"]["iterations"]
     assert result["settings"]["n"] == 16 and result["settings"]["params"] == 83
+    assert result["settings"]["keep_graph"] is False  # three batches stream by default
     for value, exact_value in zip(result["eigenvalues"], expected[:3], strict=True):
         assert_rel(value, exact_value.item(), 0.01)
     head = ["2.weight", "2.bias"]

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sharpvision.analysis.core import mean_loss
-from sharpvision.analysis.landscape import loss_landscape_1d, loss_landscape_2d, random_direction
+from sharpvision.analysis.landscape import loss_landscape, loss_landscape_1d, loss_landscape_2d, random_direction
 
 
 def small_cnn(seed: int) -> nn.Module:
@@ -155,3 +155,12 @@ def test_weights_restored_when_the_loss_fails() -> None:
     with pytest.raises(RuntimeError, match="boom"):
         loss_landscape_2d(model, failing, data, steps=3)
     assert_bitwise(model, saved)
+
+
+def test_loss_landscape_dispatches_on_dims_and_refuses_others() -> None:
+    model, data = small_cnn(0), batches()
+    assert loss_landscape(model, F.cross_entropy, data, dims=2, steps=3) == loss_landscape_2d(model, F.cross_entropy,
+                                                                                              data, steps=3)
+    assert loss_landscape(model, F.cross_entropy, data, dims=1, steps=3)["alphas"] == [-1.0, 0.0, 1.0]
+    with pytest.raises(ValueError, match="dims must be 1 or 2, got 3"):
+        loss_landscape(model, F.cross_entropy, data, dims=3)

@@ -158,12 +158,13 @@ def lanczos(matvec: Callable[[Vector], Vector], start: Vector, iters: int, k: in
 class _Operator:
     """H v over the selected parameters of a prepared model, counting products (the cost unit here)."""
 
-    def __init__(self, model: nn.Module, loss_fn: LossFn, data: Batches, names: Sequence[str] | None) -> None:
+    def __init__(self, model: nn.Module, loss_fn: LossFn, data: Batches, names: Sequence[str] | None,
+                 keep_graph: bool | None) -> None:
         _, params = select_params(model, names)
         self.template = [p.detach() for p in params]
         self.dim = sum(p.numel() for p in params)
         self.matvecs = 0
-        self._hvp = hvp_operator(model, loss_fn, data, params)
+        self._hvp = hvp_operator(model, loss_fn, data, params, keep_graph)
 
     def __call__(self, v: Vector) -> Vector:
         self.matvecs += 1
@@ -178,8 +179,10 @@ def _prepared(model: nn.Module, data: Batches, mode: str, dtype: torch.dtype) ->
         yield model, data
 
 
-def _record(data: Batches, dim: int, seed: int, mode: str, dtype: torch.dtype, **extra: Any) -> dict[str, Any]:
-    return settings(n=num_examples(data), params=dim, seed=seed, mode=mode, dtype=dtype, **extra)
+def _record(data: Batches, dim: int, seed: int, mode: str, dtype: torch.dtype, keep_graph: bool | None,
+            **extra: Any) -> dict[str, Any]:
+    keep = len(data) == 1 if keep_graph is None else keep_graph
+    return settings(n=num_examples(data), params=dim, seed=seed, mode=mode, dtype=dtype, keep_graph=keep, **extra)
 
 
 def _power(op: _Operator, k: int, iters: int, tol: float, generator: torch.Generator) -> tuple[list[float], bool]:
@@ -228,25 +231,28 @@ def _check_eigen(method: str, k: int, iters: int | None) -> int:
 def hessian_eigenvalues(model: nn.Module, loss_fn: LossFn, data: Batches, k: int = 1, method: str = "lanczos",
                         iters: int | None = None, tol: float = 1e-3, seed: int = 0, mode: str = "eval",
                         dtype: torch.dtype = torch.float32,
-                        param_names: Sequence[str] | None = None) -> dict[str, Any]:
+                        param_names: Sequence[str] | None = None, keep_graph: bool | None = None) -> dict[str, Any]:
     """The ``k`` largest eigenvalues of the Hessian of the mean loss over ``data``, descending.
 
     ``lanczos`` gives the largest algebraic eigenvalues; ``power`` (for parity with PyHessian) the largest in
     magnitude, which are the same unless a negative eigenvalue outweighs them. ``param_names`` restricts the
-    Hessian to those parameters (the others are held fixed).
+    Hessian to those parameters (the others are held fixed). ``keep_graph``: see :func:`core.hvp_operator`
+    (faster products for more memory; default: when ``data`` is one batch).
     """
     iters = _check_eigen(method, k, iters)
     with _prepared(model, data, mode, dtype) as (model, data):
-        op = _Operator(model, loss_fn, data, param_names)
+        op = _Operator(model, loss_fn, data, param_names, keep_graph)
         values, converged = _top_eigenvalues(op, method, k, iters, tol, seed)
     return {"eigenvalues": values, "matvecs": op.matvecs, "converged": converged,
-            "settings": _record(data, op.dim, seed, mode, dtype, method=method, k=k, iterations=iters, tol=tol)}
+            "settings": _record(data, op.dim, seed, mode, dtype, keep_graph, method=method, k=k, iterations=iters,
+                                tol=tol)}
 
 
 def hessian_eigenvalues_per_block(model: nn.Module, loss_fn: LossFn, data: Batches, method: str = "lanczos",
                                   iters: int | None = None, tol: float = 1e-3, seed: int = 0, mode: str = "eval",
                                   dtype: torch.dtype = torch.float32,
-                                  param_names: Sequence[str] | None = None) -> dict[str, Any]:
+                                  param_names: Sequence[str] | None = None,
+                                  keep_graph: bool | None = None) -> dict[str, Any]:
     """Top eigenvalue of each diagonal block of the Hessian (stem, blocks.0, ..., head; see ``core.blocks``).
 
     Chen et al. find the sharpest curvature of ViTs and Mixers in the first blocks; each block is measured with
@@ -259,17 +265,17 @@ def hessian_eigenvalues_per_block(model: nn.Module, loss_fn: LossFn, data: Batch
         for block, names in blocks(model).items():
             chosen = [n for n in names if wanted is None or n in wanted]
             if chosen:
-                op = _Operator(model, loss_fn, data, chosen)
+                op = _Operator(model, loss_fn, data, chosen, keep_graph)
                 values, converged[block] = _top_eigenvalues(op, method, 1, iters, tol, seed)
                 top[block] = values[0]
                 matvecs, dim = matvecs + op.matvecs, dim + op.dim
     return {"blocks": top, "converged": converged, "matvecs": matvecs,
-            "settings": _record(data, dim, seed, mode, dtype, method=method, iterations=iters, tol=tol)}
+            "settings": _record(data, dim, seed, mode, dtype, keep_graph, method=method, iterations=iters, tol=tol)}
 
 
 def hessian_trace(model: nn.Module, loss_fn: LossFn, data: Batches, method: str = "hutchinson", samples: int = 100,
                   seed: int = 0, mode: str = "eval", dtype: torch.dtype = torch.float32,
-                  param_names: Sequence[str] | None = None) -> dict[str, Any]:
+                  param_names: Sequence[str] | None = None, keep_graph: bool | None = None) -> dict[str, Any]:
     """Trace of the Hessian from ``samples`` Hessian-vector products with Rademacher probes.
 
     ``hutch++`` (Meyer et al. 2021) spends a third of them on a sketch S, a third on trace(Q^T H Q) with
@@ -285,7 +291,7 @@ def hessian_trace(model: nn.Module, loss_fn: LossFn, data: Batches, method: str 
         raise ValueError(f"{method} needs at least {4 if sketch else 2} samples for a standard error, got {samples}")
     generator = torch.Generator().manual_seed(seed)
     with _prepared(model, data, mode, dtype) as (model, data):
-        op = _Operator(model, loss_fn, data, param_names)
+        op = _Operator(model, loss_fn, data, param_names, keep_graph)
         q = _Basis(op.template, min(sketch, op.dim))
         for _ in range(sketch):
             hs = op(_random(op.template, generator, "rademacher"))
@@ -298,12 +304,13 @@ def hessian_trace(model: nn.Module, loss_fn: LossFn, data: Batches, method: str 
         estimates = torch.stack([dot(z, op(z)) for z in residual]).double()
         trace = float(exact + estimates.mean())
     return {"trace": trace, "stderr": float(estimates.std() / math.sqrt(probes)), "samples": samples,
-            "matvecs": op.matvecs, "settings": _record(data, op.dim, seed, mode, dtype, method=method, samples=samples)}
+            "matvecs": op.matvecs,
+            "settings": _record(data, op.dim, seed, mode, dtype, keep_graph, method=method, samples=samples)}
 
 
 def hessian_density(model: nn.Module, loss_fn: LossFn, data: Batches, iters: int = 50, runs: int = 3, seed: int = 0,
                     sigma: float | None = None, grid: int = 200, mode: str = "eval", dtype: torch.dtype = torch.float32,
-                    param_names: Sequence[str] | None = None) -> dict[str, Any]:
+                    param_names: Sequence[str] | None = None, keep_graph: bool | None = None) -> dict[str, Any]:
     """Spectral density of the Hessian by stochastic Lanczos quadrature (Ghorbani et al. 2019, PyHessian).
 
     Each run is an ``iters``-step Lanczos from a Gaussian vector; its quadrature nodes and weights are a discrete
@@ -313,7 +320,7 @@ def hessian_density(model: nn.Module, loss_fn: LossFn, data: Batches, iters: int
     """
     generator = torch.Generator().manual_seed(seed)
     with _prepared(model, data, mode, dtype) as (model, data):
-        op = _Operator(model, loss_fn, data, param_names)
+        op = _Operator(model, loss_fn, data, param_names, keep_graph)
         quadratures = [lanczos(op, _random(op.template, generator, "gaussian"), iters).quadrature()
                        for _ in range(runs)]
     nodes = torch.cat([n for n, _ in quadratures])
@@ -327,4 +334,5 @@ def hessian_density(model: nn.Module, loss_fn: LossFn, data: Batches, iters: int
     return {"grid": t.tolist(), "density": density.tolist(),
             "nodes": [n.tolist() for n, _ in quadratures], "weights": [w.tolist() for _, w in quadratures],
             "matvecs": op.matvecs,
-            "settings": _record(data, op.dim, seed, mode, dtype, iterations=iters, runs=runs, sigma=sigma, grid=grid)}
+            "settings": _record(data, op.dim, seed, mode, dtype, keep_graph, iterations=iters, runs=runs, sigma=sigma,
+                                grid=grid)}

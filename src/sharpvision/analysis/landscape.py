@@ -169,6 +169,13 @@ def loss_landscape_2d(model: nn.Module, loss_fn: LossFn, data: Batches, steps: i
             "accuracy": [[p[1] for p in row] for row in points], "center_loss": center, "settings": recorded}
 
 
+def loss_landscape(model: nn.Module, loss_fn: LossFn, data: Batches, dims: int = 2, **kwargs: Any) -> dict[str, Any]:
+    """One entry point for both: ``dims=1`` is :func:`loss_landscape_1d`, ``dims=2`` :func:`loss_landscape_2d`."""
+    if dims not in (1, 2):
+        raise ValueError(f"loss_landscape dims must be 1 or 2, got {dims}")
+    return (loss_landscape_1d if dims == 1 else loss_landscape_2d)(model, loss_fn, data, **kwargs)
+
+
 def _grid(span: tuple[float, float], steps: int) -> list[float]:
     """Evenly spaced points, computed so that round values (0 and 1 in the usual spans) come out exact."""
     if steps < 2:

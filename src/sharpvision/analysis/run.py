@@ -61,7 +61,7 @@ def load_subject(target: str | Path) -> Subject:
 def analyze(subject: Subject, what: list[str], out_dir: Path, sample: int = 2048, batch_size: int = 256,
             seed: int = 0, mode: str = "eval", dtype: str = "float32", repeats: int = 1, ntk_n: int = 128,
             landscape_sample: int = 512, landscape_steps: int = 11, trace_samples: int = 99,
-            density_iters: int = 50, density_runs: int = 3, reuse: bool = False,
+            density_iters: int = 50, density_runs: int = 3, keep_graph: bool | None = None, reuse: bool = False,
             progress: Callable[[str], None] = print) -> dict[str, dict[str, Any]]:
     """Run the ``what`` pieces on ``subject``; write ``out_dir/<piece>.json`` (+ ``.png``); return the results.
 
@@ -80,7 +80,7 @@ def analyze(subject: Subject, what: list[str], out_dir: Path, sample: int = 2048
     model, dev = subject.model, subject.device
     n = min(sample, len(subject.bundle.train))
     data = sample_batches(subject.bundle.train_plain, n, batch_size, seed, dev)
-    common = dict(mode=mode, dtype=torch_dtype)
+    common = dict(mode=mode, dtype=torch_dtype, keep_graph=keep_graph)  # for the Hessian pieces
     results: dict[str, dict[str, Any]] = {}
 
     def record(piece: str, result: dict[str, Any]) -> None:
