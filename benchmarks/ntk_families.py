@@ -6,7 +6,8 @@
 kappa = lambda_max / lambda_min of the empirical NTK J J^T (summed logits, n x n, float64) on n Fashion-MNIST
 training images, for ``--seeds`` initializations of each model; the paper's ordering is ResNet < ViT < Mixer.
 kappa grows with n, so compare families only at equal n. A zero-initialized classifier (timm's MLP-Mixer) makes
-the kernel at init the Gram matrix of the head's features plus 1, of rank <= width + 1: kappa is inf beyond that n. Results go to benchmarks/results/ntk_families_<device>.json.
+the kernel at init the Gram matrix of the head's features plus 1, of rank <= width + 1: kappa is inf beyond that n.
+Results go to benchmarks/results/ntk_families_<device>.json.
 """
 
 from __future__ import annotations
