@@ -72,6 +72,8 @@ def test_defaults_and_overrides(tmp_path: Path) -> None:
     (["seed=99999999999"], "seed: 99999999999 is out of range"),
     (["data.seed=-2"], "data.seed: -2 is out of range"),
     (["optim.eta=-0.1"], "optim.eta: -0.1 is out of range"),
+    (["optim.sam_every=0"], "optim.sam_every: 0 is out of range"),
+    (["optim.sam=false", "optim.sam_every=2"], "optim.sam_every: 2 needs optim.sam=true"),
     (["norequal"], "override 'norequal': expected key=value"),
     (["optim..lr=1"], "expected key=value"),
     (["optim.lr.x=1"], "optim.lr: expected a number"),

@@ -323,3 +323,34 @@ def test_misuse_is_refused_clearly() -> None:
     with pytest.raises(RuntimeError, match="perturbed"):
         opt.state_dict()
     opt.unperturb_and_step()
+
+
+def test_sam_every_k_runs_two_passes_only_on_every_kth_step_and_equals_interleaving() -> None:
+    """SAM-k: steps 0 and 3 of 6 are SAM steps (2 passes), the rest plain base steps (1 pass), bit for bit."""
+    model, ref = net(), net()
+    opt = SAM(model.parameters(), torch.optim.AdamW, rho=0.1, lr=1e-2)
+    ref_opt = SAM(ref.parameters(), torch.optim.AdamW, rho=0.1, lr=1e-2)
+    index = iter(range(6))
+    counter = {"i": 0}
+
+    def step_index() -> int:
+        counter["i"] = next(index)
+        return counter["i"]
+
+    passes: list[int] = []
+    model.register_forward_hook(lambda *_: passes.append(counter["i"]))
+    step = make_step(model, opt, nn.CrossEntropyLoss(), 1.0, nullcontext, sam_every=3, step_index=step_index)
+    sam_step = make_step(ref, ref_opt, nn.CrossEntropyLoss(), 1.0, nullcontext)
+    plain_step = make_step(ref, ref_opt.base_optimizer, nn.CrossEntropyLoss(), 1.0, nullcontext)
+    torch.manual_seed(123)
+    for x, y in batches(6):
+        step(x, y)
+    torch.manual_seed(123)
+    for i, (x, y) in enumerate(batches(6)):
+        (sam_step if i % 3 == 0 else plain_step)(x, y)
+    assert passes == [0, 0, 1, 2, 3, 3, 4, 5]
+    for (name, a), b in zip(model.state_dict().items(), ref.state_dict().values()):
+        assert torch.equal(a, b), name
+    with pytest.raises(ValueError, match="sam_every > 1 needs a SAM optimizer"):
+        make_step(model, opt.base_optimizer, nn.CrossEntropyLoss(), 1.0, nullcontext, sam_every=2,
+                  step_index=step_index)

@@ -225,3 +225,16 @@ def test_sharpness_logging_records_lambda_max_and_leaves_training_unchanged(tmp_
     a = ckpt.load(tmp_path / "plain" / "checkpoints" / "last.pt")["model"]
     b = ckpt.load(tmp_path / "logged" / "checkpoints" / "last.pt")["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_sam_every_k_is_wired_and_resumes_exactly(tmp_path: Path) -> None:
+    """3 steps per epoch with k=2: SAM steps fall at 0, 2, 4, ... across epoch boundaries, and a resume keeps them."""
+    cfg = tiny("optim.sam=true", "optim.sam_every=2")
+    full = train(cfg, tmp_path / "full", progress=False)
+    train(cfg, tmp_path / "part", stop_after_epoch=1, progress=False)
+    resumed = train(cfg, tmp_path / "part", resume=True, progress=False)
+    assert resumed["train_loss"] == full["train_loss"] and "every 2 steps" in full["optimizer"]
+    every_step = train(tiny("optim.sam=true"), tmp_path / "sam", progress=False)
+    assert full["train_loss"] != every_step["train_loss"]  # the skipped steps really skip the ascent
+    a, b = (ckpt.load(tmp_path / d / "checkpoints" / "last.pt")["model"] for d in ("full", "part"))
+    assert all(torch.equal(t, b[k]) for k, t in a.items())

@@ -89,6 +89,7 @@ class OptimConfig:
     rho: float = 0.05  # SAM neighbourhood radius
     adaptive: bool = False  # ASAM: elementwise (|w| + eta) scaling of the perturbation
     eta: float = 0.01  # ASAM's offset (Kwon et al.), so zero-valued weights are perturbed too
+    sam_every: int = 1  # SAM-k: the two passes every k steps, one plain pass on the others (cost about 1 + 1/k)
     clip_grad_norm: float | None = 1.0  # global-norm clip of the (descent) gradient; null: off
 
     def check(self) -> None:
@@ -97,6 +98,9 @@ class OptimConfig:
         _range("optim.momentum", self.momentum, 0.0, 1.0, hi_open=True)
         _range("optim.rho", self.rho, 0.0, None)
         _range("optim.eta", self.eta, 0.0, None)
+        _range("optim.sam_every", self.sam_every, 1, None)
+        if self.sam_every > 1 and not self.sam:
+            raise ConfigError(f"optim.sam_every: {self.sam_every} needs optim.sam=true (it spaces SAM's steps)")
         for i, b in enumerate(self.betas):
             _range(f"optim.betas[{i}]", b, 0.0, 1.0, hi_open=True)
         if self.clip_grad_norm is not None:

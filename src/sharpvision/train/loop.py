@@ -105,7 +105,8 @@ def train(cfg: Config, out_dir: str | Path, resume: bool = False, stop_after_epo
            if cfg.train.ema_decay else None)
     # soft (mixup) targets carry their own smoothing, set in the data bundle
     loss_fn = nn.CrossEntropyLoss(label_smoothing=0.0 if bundle.mixup else cfg.train.label_smoothing)
-    step_fn = make_step(model, optimizer, loss_fn, cfg.optim.clip_grad_norm, rt.autocast)
+    step_fn = make_step(model, optimizer, loss_fn, cfg.optim.clip_grad_norm, rt.autocast,
+                        sam_every=cfg.optim.sam_every, step_index=lambda: scheduler.last_epoch)  # restored on resume
 
     state = {"epoch": 0, "step": 0, "train_time_s": 0.0, "wall_time_s": 0.0, "train_images": 0}
     if resume and run.checkpoint.exists():
@@ -240,6 +241,7 @@ def _summary(cfg: Config, model: nn.Module, optimizer: Any, rt: Runtime, state: 
     opt_name = type(base).__name__
     if isinstance(optimizer, SAM):
         opt_name = f"{'ASAM' if cfg.optim.adaptive else 'SAM'}({opt_name}, rho={cfg.optim.rho})"
+        opt_name += f" every {cfg.optim.sam_every} steps" if cfg.optim.sam_every > 1 else ""
     return {
         "name": cfg.name,
         "model": cfg.model.name,
