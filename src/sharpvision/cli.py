@@ -62,7 +62,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         for name, value in summary_rows(results):
             print(f"  {name:<28} {value}")
     if args.compare:
-        for path in compare(by_run, Path(args.compare), command=" ".join(["sharpvision", *sys.argv[1:]])):
+        for path in compare(by_run, Path(args.compare), command=_command()):
             print(f"wrote {path}")
     return 0
 
@@ -88,7 +88,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     table = demo_table(rows)
     print()
     print(table)
-    record = {"command": " ".join(["sharpvision", *sys.argv[1:]]), "recipe": args.recipe, "table": table,
+    record = {"command": _command(), "recipe": args.recipe, "table": table,
               "runs": rows}
     (out / "demo.json").write_text(json.dumps(record, indent=2) + "\n")
     return 0
@@ -105,6 +105,11 @@ def demo_table(rows: dict[str, dict]) -> str:
     lines.append(f"model {any_row['model']} ({any_row['params']:,} params), device {any_row['device']}, "
                  f"torch {any_row['torch']}")
     return "\n".join(lines)
+
+
+def _command() -> str:
+    """This invocation as a user would type it, recorded next to the results it wrote."""
+    return " ".join(["sharpvision", *sys.argv[1:]])
 
 
 def _positive(text: str) -> int:

@@ -123,6 +123,11 @@ def mean_loss(model: nn.Module, loss_fn: LossFn, data: Batches) -> torch.Tensor:
     return sum(loss_fn(model(x), y) * (len(y) / total) for x, y in data)
 
 
+def keeps_graph(data: Batches, keep_graph: bool | None) -> bool:
+    """The graph policy of :func:`hvp_operator`: ``None`` keeps it when ``data`` is a single batch."""
+    return len(data) == 1 if keep_graph is None else keep_graph
+
+
 def hvp_operator(model: nn.Module, loss_fn: LossFn, data: Batches, params: Sequence[nn.Parameter],
                  keep_graph: bool | None = None) -> Callable[[Vector], Vector]:
     """v -> H v for the Hessian of the mean loss over ``data`` w.r.t. ``params`` (double backward).
@@ -135,7 +140,7 @@ def hvp_operator(model: nn.Module, loss_fn: LossFn, data: Batches, params: Seque
     """
     total = num_examples(data)
     params = list(params)
-    keep = len(data) == 1 if keep_graph is None else keep_graph
+    keep = keeps_graph(data, keep_graph)
     graphs: list[tuple[torch.Tensor, ...]] = []
 
     def grads(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, ...]:

@@ -28,6 +28,7 @@ from sharpvision.analysis.core import (
     dot,
     hvp_operator,
     in_dtype,
+    keeps_graph,
     norm,
     num_examples,
     select_params,
@@ -181,8 +182,8 @@ def _prepared(model: nn.Module, data: Batches, mode: str, dtype: torch.dtype) ->
 
 def _record(data: Batches, dim: int, seed: int, mode: str, dtype: torch.dtype, keep_graph: bool | None,
             **extra: Any) -> dict[str, Any]:
-    keep = len(data) == 1 if keep_graph is None else keep_graph
-    return settings(n=num_examples(data), params=dim, seed=seed, mode=mode, dtype=dtype, keep_graph=keep, **extra)
+    return settings(n=num_examples(data), params=dim, seed=seed, mode=mode, dtype=dtype,
+                    keep_graph=keeps_graph(data, keep_graph), **extra)
 
 
 def _power(op: _Operator, k: int, iters: int, tol: float, generator: torch.Generator) -> tuple[list[float], bool]:
