@@ -238,3 +238,16 @@ def test_sam_every_k_is_wired_and_resumes_exactly(tmp_path: Path) -> None:
     assert full["train_loss"] != every_step["train_loss"]  # the skipped steps really skip the ascent
     a, b = (ckpt.load(tmp_path / d / "checkpoints" / "last.pt")["model"] for d in ("full", "part"))
     assert all(torch.equal(t, b[k]) for k, t in a.items())
+
+
+@pytest.mark.parametrize("variant", [["optim.variant=looksam", "optim.sam_every=2"],
+                                     ["optim.variant=gsam", "optim.rho_min=0.01"]])
+def test_sam_variants_are_wired_and_resume_exactly(tmp_path: Path, variant: list[str]) -> None:
+    """LookSAM's stored direction and GSAM's lr-following rho survive a resume; both differ from plain SAM."""
+    cfg = tiny("optim.sam=true", *variant)
+    full = train(cfg, tmp_path / "full", progress=False)
+    train(cfg, tmp_path / "part", stop_after_epoch=1, progress=False)
+    resumed = train(cfg, tmp_path / "part", resume=True, progress=False)
+    assert resumed["train_loss"] == full["train_loss"]
+    assert full["optimizer"].startswith(("LookSAM(", "GSAM("))
+    assert full["train_loss"] != train(tiny("optim.sam=true"), tmp_path / "sam", progress=False)["train_loss"]

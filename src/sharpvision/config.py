@@ -89,7 +89,10 @@ class OptimConfig:
     rho: float = 0.05  # SAM neighbourhood radius
     adaptive: bool = False  # ASAM: elementwise (|w| + eta) scaling of the perturbation
     eta: float = 0.01  # ASAM's offset (Kwon et al.), so zero-valued weights are perturbed too
-    sam_every: int = 1  # SAM-k: the two passes every k steps, one plain pass on the others (cost about 1 + 1/k)
+    sam_every: int = 1  # SAM-k: the two passes every k steps, one pass on the others (cost about 1 + 1/k)
+    variant: Literal["sam", "gsam", "looksam"] = "sam"  # descent direction; looksam needs sam_every > 1
+    alpha: float | None = None  # gsam / looksam weight of the extra direction; null: 0.4 (gsam), 0.7 (looksam)
+    rho_min: float | None = None  # rho follows the lr from rho (at peak lr) down to rho_min (GSAM); null: constant
     clip_grad_norm: float | None = 1.0  # global-norm clip of the (descent) gradient; null: off
 
     def check(self) -> None:
@@ -101,6 +104,18 @@ class OptimConfig:
         _range("optim.sam_every", self.sam_every, 1, None)
         if self.sam_every > 1 and not self.sam:
             raise ConfigError(f"optim.sam_every: {self.sam_every} needs optim.sam=true (it spaces SAM's steps)")
+        for name in ("variant", "alpha", "rho_min"):
+            if getattr(self, name) not in ("sam", None) and not self.sam:
+                raise ConfigError(f"optim.{name}: {getattr(self, name)!r} needs optim.sam=true")
+        if self.variant == "looksam" and self.sam_every == 1:
+            raise ConfigError("optim.variant: 'looksam' reuses a direction between SAM steps, so it needs "
+                              "optim.sam_every = k > 1 (Liu et al. use 5)")
+        if self.alpha is not None:
+            if self.variant == "sam":
+                raise ConfigError("optim.alpha: only for optim.variant 'gsam' or 'looksam'")
+            _range("optim.alpha", self.alpha, 0.0, None)
+        if self.rho_min is not None:
+            _range("optim.rho_min", self.rho_min, 0.0, self.rho)
         for i, b in enumerate(self.betas):
             _range(f"optim.betas[{i}]", b, 0.0, 1.0, hi_open=True)
         if self.clip_grad_norm is not None:

@@ -12,6 +12,7 @@ from torch.optim.lr_scheduler import LambdaLR
 
 from sharpvision.config import OptimConfig, ScheduleConfig
 from sharpvision.optim.sam import SAM
+from sharpvision.optim.variants import GSAM, LookSAM
 
 
 def base_optimizer(name: str) -> type[Optimizer]:
@@ -52,13 +53,21 @@ def param_groups(model: nn.Module, weight_decay: float, no_decay_1d: bool = True
     return groups
 
 
-def build_optimizer(model: nn.Module, cfg: OptimConfig) -> Optimizer:
-    """The base optimizer, wrapped in SAM/ASAM when ``cfg.sam``."""
+SAM_VARIANTS: dict[str, type[SAM]] = {"sam": SAM, "gsam": GSAM, "looksam": LookSAM}
+
+
+def build_optimizer(model: nn.Module, cfg: OptimConfig, min_lr_ratio: float = 0.0) -> Optimizer:
+    """The base optimizer, wrapped in SAM/ASAM (or GSAM / LookSAM) when ``cfg.sam``.
+
+    ``min_lr_ratio`` (the schedule's) is where a ``rho_min`` schedule reaches rho_min.
+    """
     cls = base_optimizer(cfg.name)
     groups = param_groups(model, cfg.weight_decay, cfg.no_decay_1d)
-    if cfg.sam:
-        return SAM(groups, cls, rho=cfg.rho, adaptive=cfg.adaptive, eta=cfg.eta, model=model, **base_kwargs(cfg))
-    return cls(groups, **base_kwargs(cfg))
+    if not cfg.sam:
+        return cls(groups, **base_kwargs(cfg))
+    extra = {} if cfg.alpha is None else {"alpha": cfg.alpha}
+    return SAM_VARIANTS[cfg.variant](groups, cls, rho=cfg.rho, adaptive=cfg.adaptive, eta=cfg.eta, model=model,
+                                     rho_min=cfg.rho_min, min_lr_ratio=min_lr_ratio, **extra, **base_kwargs(cfg))
 
 
 def lr_factor(step: int, total_steps: int, warmup_steps: int, decay: str, min_ratio: float) -> float:

@@ -89,22 +89,33 @@ class SAM(Optimizer):
     # which lets SAM refuse fp16 loss scaling clearly instead of failing half-perturbed.
     _step_supports_amp_scaling = True
 
+    keeps_first_gradient = False  # variants that combine g (at w) with g_s (at w + e) set it
+
     def __init__(self, params: Any, base_optimizer: Callable[..., Optimizer], rho: float = 0.05,
                  adaptive: bool = False, eta: float = 0.01, eps: float = 1e-12, model: nn.Module | None = None,
-                 **base_kwargs: Any) -> None:
+                 rho_min: float | None = None, min_lr_ratio: float = 0.0, **base_kwargs: Any) -> None:
         if rho < 0:
             raise ValueError(f"SAM rho must be >= 0, got {rho}")
+        if rho_min is not None and not 0 <= rho_min <= rho:
+            raise ValueError(f"SAM rho_min must be in [0, rho={rho}], got {rho_min}")
+        if not 0 <= min_lr_ratio < 1:
+            raise ValueError(f"SAM min_lr_ratio must be in [0, 1), got {min_lr_ratio}")
         if eta < 0:
             raise ValueError(f"ASAM eta must be >= 0, got {eta}")
         if eps <= 0:
             raise ValueError(f"SAM eps must be > 0, got {eps}")
-        super().__init__(params, dict(rho=rho, adaptive=adaptive, eta=eta, **base_kwargs))
+        super().__init__(params, dict(rho=rho, rho_min=rho_min, adaptive=adaptive, eta=eta, **base_kwargs))
         self.base_optimizer = base_optimizer(self.param_groups, **base_kwargs)
         self.param_groups = self.base_optimizer.param_groups
         self.defaults.update(self.base_optimizer.defaults)
+        for group in self.param_groups:  # the lr that rho_max goes with; a scheduler's initial_lr wins later
+            group.setdefault("peak_lr", group["lr"])
         self.eps = eps
+        self.min_lr_ratio = min_lr_ratio
         self.model = model
         self._backup: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self._first_grads: list[torch.Tensor] = []  # g at w, kept for the variants' gradient combiners
+        self._shaped = False
 
     @property
     def state(self) -> Any:  # the base optimizer's state (momenta), shown through the wrapper
@@ -126,9 +137,23 @@ class SAM(Optimizer):
 
     def _grads(self) -> list[tuple[dict, torch.Tensor, torch.Tensor]]:
         for group in self.param_groups:  # groups added to the base optimizer directly lack SAM's keys
-            for key in ("rho", "adaptive", "eta"):
+            for key in ("rho", "rho_min", "adaptive", "eta"):
                 group.setdefault(key, self.defaults[key])
         return [(g, p, p.grad) for g in self.param_groups for p in g["params"] if p.grad is not None]
+
+    def current_rho(self, group: dict) -> float:
+        """The group's radius now: rho, or with ``rho_min`` set, GSAM's rho following the learning rate.
+
+        rho_t = rho_min + (rho - rho_min) * (lr - lr_min) / (lr_max - lr_min), lr_max the group's peak lr
+        (a scheduler's ``initial_lr``), lr_min = min_lr_ratio * lr_max; the ratio is clipped to [0, 1], so a
+        warmup below lr_min keeps rho_min. Stateless: a resumed run gets the same rho from the same lr.
+        """
+        if group.get("rho_min") is None:
+            return group["rho"]
+        peak = group.get("initial_lr", group["peak_lr"])
+        low = self.min_lr_ratio * peak
+        share = min(max((group["lr"] - low) / (peak - low), 0.0), 1.0) if peak > low else 1.0
+        return group["rho_min"] + (group["rho"] - group["rho_min"]) * share
 
     @staticmethod
     def _scale(group: dict, p: torch.Tensor) -> torch.Tensor | None:
@@ -152,8 +177,11 @@ class SAM(Optimizer):
             raise RuntimeError("SAM.perturb called twice without unperturb_and_step")
         norm = self.grad_norm()
         scale = 1.0 / (norm + self.eps)
-        for group, p, grad in self._grads():
-            e = grad * (group["rho"] * scale).to(grad.dtype)
+        items = self._grads()
+        if self.keeps_first_gradient:
+            self._first_grads = [grad.detach().clone() for _, _, grad in items]
+        for group, p, grad in items:
+            e = grad * (self.current_rho(group) * scale).to(grad.dtype)
             if (t := self._scale(group, p)) is not None:
                 e = e * t.square()
             self._backup.append((p, p.detach().clone()))
@@ -170,11 +198,41 @@ class SAM(Optimizer):
         torch.clear_autocast_cache()
 
     @torch.no_grad()
+    def shape_gradient(self) -> None:
+        """Turn ``p.grad`` into the variant's descent direction; call it before clipping (once per step).
+
+        Plain SAM descends on g_s as it is; GSAM and LookSAM override :meth:`_combine` (after the ascent) and
+        :meth:`_reuse` (on steps that skip it). The step methods call it themselves if the loop did not.
+        """
+        if not self._shaped:
+            self._combine() if self.perturbed else self._reuse()
+            self._first_grads = []
+            self._shaped = True
+
+    def _combine(self) -> None:
+        """After the second backward: p.grad holds g_s = grad L(w + e), ``self._first_grads`` g (if kept)."""
+
+    def _reuse(self) -> None:
+        """On a step without the ascent: p.grad holds g = grad L(w)."""
+
+    @torch.no_grad()
     def unperturb_and_step(self) -> None:
         """Restore w and step the base optimizer with the gradient taken at w + e."""
         if not self.perturbed:
             raise RuntimeError("SAM.unperturb_and_step called before perturb")
         self.step()  # through the instance's step, which LR schedulers wrap to track optimizer steps
+
+    @torch.no_grad()
+    def skip_step(self) -> None:
+        """A step without the ascent (SAM-k's and LookSAM's in-between steps): one pass, then the base step.
+
+        Call it after a single backward at w; LookSAM adds its stored direction here, plain SAM just steps.
+        """
+        if self.perturbed:
+            raise RuntimeError("SAM.skip_step called while perturbed; use unperturb_and_step")
+        self.shape_gradient()
+        self.base_optimizer.step()
+        self._shaped = False
 
     def step(self, closure: Callable[[], torch.Tensor] | None = None) -> torch.Tensor | None:  # type: ignore[override]
         """A full SAM step: closure at w, perturb, closure at w + e, restore, base step. Returns L(w).
@@ -188,8 +246,10 @@ class SAM(Optimizer):
                                "once per step and SAM takes two backward passes; use bf16 autocast without a "
                                "scaler (the weights were restored to w, no step was taken)")
         if closure is None and self.perturbed:
+            self.shape_gradient()
             self.unperturb()
             self.base_optimizer.step()
+            self._shaped = False
             return None
         if closure is None:
             raise RuntimeError("SAM.step needs a closure that runs forward and backward and returns the loss; "
@@ -204,9 +264,12 @@ class SAM(Optimizer):
                 replay()
                 with frozen_bn_stats(self.model):
                     closure()
+                self.shape_gradient()
         finally:
             self.unperturb()  # never leave the weights at w + e, even if a closure raised
+            self._first_grads = []
         self.base_optimizer.step()
+        self._shaped = False
         return loss
 
     def zero_grad(self, set_to_none: bool = True) -> None:

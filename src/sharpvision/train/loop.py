@@ -98,7 +98,7 @@ def train(cfg: Config, out_dir: str | Path, resume: bool = False, stop_after_epo
     seed_everything(cfg.seed)
     bundle = svdata.build_datasets(cfg.data, label_smoothing=cfg.train.label_smoothing)
     model = build_model(cfg, bundle).to(rt.device)
-    optimizer = build_optimizer(model, cfg.optim)
+    optimizer = build_optimizer(model, cfg.optim, cfg.schedule.min_lr_ratio)
     steps_per_epoch = _steps_per_epoch(len(bundle.train), cfg)
     scheduler = build_scheduler(optimizer, cfg.schedule, steps_per_epoch)
     ema = (AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.train.ema_decay), use_buffers=True)
@@ -240,7 +240,10 @@ def _summary(cfg: Config, model: nn.Module, optimizer: Any, rt: Runtime, state: 
     base = optimizer.base_optimizer if isinstance(optimizer, SAM) else optimizer
     opt_name = type(base).__name__
     if isinstance(optimizer, SAM):
-        opt_name = f"{'ASAM' if cfg.optim.adaptive else 'SAM'}({opt_name}, rho={cfg.optim.rho})"
+        kind = {"sam": "ASAM" if cfg.optim.adaptive else "SAM", "gsam": "GSAM", "looksam": "LookSAM"}
+        rho = f"rho={cfg.optim.rho}" + (f"->{cfg.optim.rho_min}" if cfg.optim.rho_min is not None else "")
+        alpha = f", alpha={optimizer.alpha}" if hasattr(optimizer, "alpha") else ""
+        opt_name = f"{kind[cfg.optim.variant]}({opt_name}, {rho}{alpha})"
         opt_name += f" every {cfg.optim.sam_every} steps" if cfg.optim.sam_every > 1 else ""
     return {
         "name": cfg.name,

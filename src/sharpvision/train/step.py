@@ -40,12 +40,14 @@ def make_step(model: nn.Module, optimizer: Optimizer, loss_fn: nn.Module, clip_g
         return loss.detach(), logits.detach()
 
     def descend() -> None:
+        if isinstance(optimizer, SAM):  # GSAM / LookSAM combine their gradients first
+            optimizer.shape_gradient()
         if clip_grad_norm is not None:  # the gradient that moves the weights is the one clipped
             torch.nn.utils.clip_grad_norm_(model.parameters(), clip_grad_norm)
         if isinstance(optimizer, SAM) and optimizer.perturbed:
             optimizer.unperturb_and_step()
-        elif isinstance(optimizer, SAM):  # a SAM-k step without the ascent: the base optimizer's own step
-            optimizer.base_optimizer.step()
+        elif isinstance(optimizer, SAM):  # a SAM-k / LookSAM step without the ascent
+            optimizer.skip_step()
         else:
             optimizer.step()
         optimizer.zero_grad(set_to_none=True)
