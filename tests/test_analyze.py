@@ -27,9 +27,9 @@ def run(tmp_path_factory) -> tuple[Path, dict]:
     captured = {}
     real = optim.build_optimizer
 
-    def capture(model, cfg):
+    def capture(model, cfg, *args, **kwargs):
         captured.update({k: v.clone() for k, v in model.state_dict().items()})
-        return real(model, cfg)
+        return real(model, cfg, *args, **kwargs)
 
     loop.build_optimizer = capture
     try:

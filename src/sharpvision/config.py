@@ -147,6 +147,10 @@ class TrainConfig:
     log_every: int = 20  # steps between progress-bar / TensorBoard updates (one host sync each)
     max_steps_per_epoch: int | None = None  # cut epochs short (smoke runs)
     threads: int | None = None  # torch CPU threads; null: torch's default
+    compile: bool = False  # torch.compile the model for training (both SAM passes share one graph)
+    compile_mode: Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"] = "default"
+    channels_last: bool | None = None  # NHWC memory format; null: on for CNNs on CUDA
+    peak_tflops: float | None = None  # the device's peak for MFU when it is not in sharpvision's table
     sharpness_every: int | None = None  # epochs between lambda_max estimates during training; null: off
     sharpness_sample: int = 512  # fixed training examples (no augmentation) for that estimate
 
@@ -161,6 +165,8 @@ class TrainConfig:
         _range("train.eval_every", self.eval_every, 1, None)
         _range("train.log_every", self.log_every, 1, None)
         _range("train.sharpness_sample", self.sharpness_sample, 1, None)
+        if self.peak_tflops is not None:
+            _range("train.peak_tflops", self.peak_tflops, 0.0, None, lo_open=True)
         for name in ("max_steps_per_epoch", "threads", "sharpness_every"):
             if getattr(self, name) is not None:
                 _range(f"train.{name}", getattr(self, name), 1, None)

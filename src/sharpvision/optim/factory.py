@@ -27,11 +27,15 @@ def base_optimizer(name: str) -> type[Optimizer]:
     raise ValueError(f"optim.name: unknown optimizer {name!r}; expected adamw, sgd or lamb")
 
 
-def base_kwargs(cfg: OptimConfig) -> dict[str, Any]:
-    """Constructor arguments of the base optimizer (weight decay is set per group)."""
+def base_kwargs(cfg: OptimConfig, fused: bool = False) -> dict[str, Any]:
+    """Constructor arguments of the base optimizer (weight decay is set per group).
+
+    ``fused``: torch's fused AdamW / SGD kernels (one launch for all tensors; CUDA); timm's LAMB has none.
+    """
+    extra = {"fused": True} if fused and cfg.name in ("adamw", "sgd") else {}
     if cfg.name == "sgd":
-        return dict(lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov)
-    return dict(lr=cfg.lr, betas=tuple(cfg.betas))
+        return dict(lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov, **extra)
+    return dict(lr=cfg.lr, betas=tuple(cfg.betas), **extra)
 
 
 def param_groups(model: nn.Module, weight_decay: float, no_decay_1d: bool = True) -> list[dict[str, Any]]:
@@ -56,18 +60,20 @@ def param_groups(model: nn.Module, weight_decay: float, no_decay_1d: bool = True
 SAM_VARIANTS: dict[str, type[SAM]] = {"sam": SAM, "gsam": GSAM, "looksam": LookSAM}
 
 
-def build_optimizer(model: nn.Module, cfg: OptimConfig, min_lr_ratio: float = 0.0) -> Optimizer:
+def build_optimizer(model: nn.Module, cfg: OptimConfig, min_lr_ratio: float = 0.0, fused: bool = False) -> Optimizer:
     """The base optimizer, wrapped in SAM/ASAM (or GSAM / LookSAM) when ``cfg.sam``.
 
-    ``min_lr_ratio`` (the schedule's) is where a ``rho_min`` schedule reaches rho_min.
+    ``min_lr_ratio`` (the schedule's) is where a ``rho_min`` schedule reaches rho_min; ``fused`` picks torch's
+    fused kernels for AdamW / SGD.
     """
     cls = base_optimizer(cfg.name)
     groups = param_groups(model, cfg.weight_decay, cfg.no_decay_1d)
+    kwargs = base_kwargs(cfg, fused)
     if not cfg.sam:
-        return cls(groups, **base_kwargs(cfg))
+        return cls(groups, **kwargs)
     extra = {} if cfg.alpha is None else {"alpha": cfg.alpha}
     return SAM_VARIANTS[cfg.variant](groups, cls, rho=cfg.rho, adaptive=cfg.adaptive, eta=cfg.eta, model=model,
-                                     rho_min=cfg.rho_min, min_lr_ratio=min_lr_ratio, **extra, **base_kwargs(cfg))
+                                     rho_min=cfg.rho_min, min_lr_ratio=min_lr_ratio, **extra, **kwargs)
 
 
 def lr_factor(step: int, total_steps: int, warmup_steps: int, decay: str, min_ratio: float) -> float:

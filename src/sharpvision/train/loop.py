@@ -28,6 +28,7 @@ from sharpvision.analysis.hessian import hessian_eigenvalues
 from sharpvision.config import Config, ConfigError
 from sharpvision.evaluate import evaluate
 from sharpvision.optim import SAM, build_optimizer, build_scheduler
+from sharpvision.train.flops import passes_in_steps, peak_flops, train_flops_per_image
 from sharpvision.train.logging import MetricLogger
 from sharpvision.train.rundir import RunDir
 from sharpvision.train.step import StepFn, make_step
@@ -39,10 +40,13 @@ class TrainingDiverged(RuntimeError):
 
 @dataclass
 class Runtime:
-    """Where and how tensors run, decided once from the recipe."""
+    """Where and how tensors run, decided once from the recipe (and, for the last three fields, the model)."""
 
     device: torch.device
     amp_dtype: torch.dtype | None
+    channels_last: bool = False
+    flops_per_image: float = 0.0  # model FLOPs of one training forward + backward (see train.flops)
+    peak_flops: float | None = None  # the device's peak FLOP/s at this precision; None: no MFU
 
     @classmethod
     def from_config(cls, cfg: Config) -> Runtime:
@@ -55,6 +59,27 @@ class Runtime:
         if precision == "auto":
             precision = "bf16" if name == "cuda" else "fp32"
         return cls(torch.device(name), torch.bfloat16 if precision == "bf16" else None)
+
+    def prepare(self, cfg: Config, model: nn.Module, example: torch.Tensor) -> nn.Module:
+        """Memory format, FLOP count and peak for ``model``; returns the model in its training memory format.
+
+        channels_last (NHWC) speeds up convolutions on tensor cores, so by default it is on for CNNs on CUDA.
+        """
+        wanted = cfg.train.channels_last
+        if wanted is None:
+            wanted = self.device.type == "cuda" and sum(isinstance(m, nn.Conv2d) for m in model.modules()) > 1
+        self.channels_last = bool(wanted)
+        if self.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        self.flops_per_image = train_flops_per_image(model, self.to_device(example))
+        precision = "fp32" if self.amp_dtype is None else "bf16"
+        self.peak_flops = peak_flops(self.device, precision, cfg.train.peak_tflops)
+        return model
+
+    def to_device(self, x: torch.Tensor) -> torch.Tensor:
+        """An input batch on the device, in the model's memory format."""
+        fmt = torch.channels_last if self.channels_last else torch.preserve_format
+        return x.to(self.device, non_blocking=True, memory_format=fmt)
 
     def autocast(self) -> Any:
         if self.amp_dtype is None:
@@ -98,19 +123,22 @@ def train(cfg: Config, out_dir: str | Path, resume: bool = False, stop_after_epo
     seed_everything(cfg.seed)
     bundle = svdata.build_datasets(cfg.data, label_smoothing=cfg.train.label_smoothing)
     model = build_model(cfg, bundle).to(rt.device)
-    optimizer = build_optimizer(model, cfg.optim, cfg.schedule.min_lr_ratio)
+    model = rt.prepare(cfg, model, torch.zeros(2, bundle.in_chans, bundle.img_size, bundle.img_size))
+    optimizer = build_optimizer(model, cfg.optim, cfg.schedule.min_lr_ratio, fused=rt.device.type == "cuda")
     steps_per_epoch = _steps_per_epoch(len(bundle.train), cfg)
     scheduler = build_scheduler(optimizer, cfg.schedule, steps_per_epoch)
     ema = (AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.train.ema_decay), use_buffers=True)
            if cfg.train.ema_decay else None)
     # soft (mixup) targets carry their own smoothing, set in the data bundle
     loss_fn = nn.CrossEntropyLoss(label_smoothing=0.0 if bundle.mixup else cfg.train.label_smoothing)
-    step_fn = make_step(model, optimizer, loss_fn, cfg.optim.clip_grad_norm, rt.autocast,
+    # the compiled module shares the model's parameters; evaluation and checkpoints use the model itself
+    forward = torch.compile(model, mode=cfg.train.compile_mode) if cfg.train.compile else model
+    step_fn = make_step(forward, optimizer, loss_fn, cfg.optim.clip_grad_norm, rt.autocast,
                         sam_every=cfg.optim.sam_every, step_index=lambda: scheduler.last_epoch)  # restored on resume
 
-    state = {"epoch": 0, "step": 0, "train_time_s": 0.0, "wall_time_s": 0.0, "train_images": 0}
+    state = {"epoch": 0, "step": 0, "train_time_s": 0.0, "wall_time_s": 0.0, "train_images": 0, "train_flops": 0.0}
     if resume and run.checkpoint.exists():
-        state = run.restore(model, optimizer, scheduler, ema)
+        state = {"train_flops": 0.0} | run.restore(model, optimizer, scheduler, ema)
     logger = MetricLogger(run.path, completed_epochs=state["epoch"], step=state["step"])
     sharp_every = cfg.train.sharpness_every
     sharp_data = (sample_batches(bundle.train_plain, min(cfg.train.sharpness_sample, len(bundle.train_plain)),
@@ -162,13 +190,13 @@ def train_one_epoch(model: nn.Module, step_fn: StepFn, scheduler: Any, ema: Aver
     dev = rt.device
     loss_sum = torch.zeros((), device=dev, dtype=torch.float64)
     correct = torch.zeros((), device=dev, dtype=torch.int64)
-    seen, t0 = 0, time.perf_counter()
+    seen, t0, first_step = 0, time.perf_counter(), state["step"]
     bar = tqdm(total=steps, desc=f"epoch {epoch + 1}/{cfg.schedule.epochs}", leave=False,
                disable=None if progress else True)  # None: on only when stderr is a terminal
     for i, (x, y) in enumerate(loader):
         if i >= steps:
             break
-        x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
+        x, y = rt.to_device(x), y.to(dev, non_blocking=True)
         hard = y
         if mixup is not None:
             x, y = mixup(x, y)
@@ -183,17 +211,33 @@ def train_one_epoch(model: nn.Module, step_fn: StepFn, scheduler: Any, ema: Aver
         bar.update()
         if state["step"] % cfg.train.log_every == 0 or i + 1 == steps:
             mean_loss = _finite_or_raise(loss_sum.item() / seen, epoch, state["step"])
-            rate = seen / (time.perf_counter() - t0)
+            speed = _speed(rt, cfg, first_step, i + 1, seen, time.perf_counter() - t0)
             lr = scheduler.get_last_lr()[0]
-            bar.set_postfix(loss=f"{mean_loss:.4f}", acc=f"{correct.item() / seen:.3f}", img_s=f"{rate:.0f}")
-            logger.log({"epoch": epoch, "loss": mean_loss, "lr": lr, "images_per_s": rate}, state["step"],
+            bar.set_postfix(loss=f"{mean_loss:.4f}", acc=f"{correct.item() / seen:.3f}",
+                            img_s=f"{speed['images_per_s']:.0f}",
+                            **({"mfu": f"{speed['mfu']:.1%}"} if speed["mfu"] is not None else {}))
+            logger.log({"epoch": epoch, "loss": mean_loss, "lr": lr, **_numbers(speed)}, state["step"],
                        prefix="train/")
     bar.close()
     elapsed = time.perf_counter() - t0
+    speed = _speed(rt, cfg, first_step, state["step"] - first_step, seen, elapsed)
     state["train_time_s"] += elapsed
     state["train_images"] += seen
+    state["train_flops"] += speed["tflops_per_s"] * 1e12 * elapsed
     return {"train_loss": loss_sum.item() / seen, "train_accuracy": correct.item() / seen,
-            "images_per_s": seen / elapsed, "lr": scheduler.get_last_lr()[0], "train_time_s": elapsed}
+            "lr": scheduler.get_last_lr()[0], "train_time_s": elapsed, **_numbers(speed)}
+
+
+def _speed(rt: Runtime, cfg: Config, first_step: int, steps: int, images: int, seconds: float) -> dict[str, Any]:
+    """images/s, model TFLOP/s (every pass a step runs, see train.flops) and MFU (None without a known peak)."""
+    passes = passes_in_steps(first_step, steps, cfg.optim.sam, cfg.optim.sam_every)
+    flops_per_s = rt.flops_per_image * cfg.data.batch_size * passes / max(seconds, 1e-9)
+    return {"images_per_s": images / max(seconds, 1e-9), "tflops_per_s": flops_per_s / 1e12,
+            "mfu": flops_per_s / rt.peak_flops if rt.peak_flops else None}
+
+
+def _numbers(record: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in record.items() if v is not None}
 
 
 def _steps_per_epoch(n_train: int, cfg: Config) -> int:
@@ -230,6 +274,7 @@ def _prefixed(prefix: str, metrics: dict[str, float]) -> dict[str, float]:
 def _epoch_line(r: dict[str, Any], epochs: int) -> str:
     parts = [f"epoch {r['epoch'] + 1}/{epochs}", f"train_loss {r['train_loss']:.4f}",
              f"train_acc {r['train_accuracy']:.4f}", f"{r['images_per_s']:.0f} img/s"]
+    parts += [f"MFU {r['mfu']:.1%}"] if "mfu" in r else []
     parts += [f"{k} {v:.4f}" for k, v in r.items() if k.endswith("accuracy") and k != "train_accuracy"]
     parts += [f"lambda_max {r['lambda_max']:.4g}"] if "lambda_max" in r else []
     return "  ".join(parts)
@@ -256,6 +301,9 @@ def _summary(cfg: Config, model: nn.Module, optimizer: Any, rt: Runtime, state: 
         "train_loss": last["train_loss"],
         "train_accuracy": last["train_accuracy"],
         "images_per_s": state["train_images"] / max(state["train_time_s"], 1e-9),
+        "flops_per_image": rt.flops_per_image,  # one training forward + backward
+        "tflops_per_s": state["train_flops"] / max(state["train_time_s"], 1e-9) / 1e12,
+        "mfu": state["train_flops"] / max(state["train_time_s"], 1e-9) / rt.peak_flops if rt.peak_flops else None,
         "wall_time_s": state["wall_time_s"],
         "device": device_name(rt.device),
         "precision": str(rt.amp_dtype).replace("torch.", "") if rt.amp_dtype else "fp32",
