@@ -52,6 +52,7 @@ class DataConfig:
     batch_size: int = 128
     eval_batch_size: int = 512
     num_workers: int = 0
+    loader: Literal["auto", "device", "dataloader"] = "auto"  # auto: uint8 data on the GPU for in-memory sets
     subset_train: int | None = None  # cap on training examples after fraction/val split (smoke runs)
     subset_test: int | None = None  # cap on test examples (smoke runs)
     seed: int = 0  # seed of the fraction, label-noise and validation draws

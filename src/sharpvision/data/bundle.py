@@ -31,6 +31,8 @@ class DataBundle:
     train_labels: torch.Tensor  # labels actually trained on (after fraction + noise)
     clean_train_labels: torch.Tensor  # the same examples' original labels
     train_plain: Dataset  # the training examples and labels with eval transforms: the loss analysis measures
+    mean: tuple[float, ...]  # per-channel normalization (for the device-resident path)
+    std: tuple[float, ...]
 
 
 def build_datasets(cfg: DataConfig, label_smoothing: float = 0.0) -> DataBundle:
@@ -57,4 +59,6 @@ def build_datasets(cfg: DataConfig, label_smoothing: float = 0.0) -> DataBundle:
         train_labels=split.labels,
         clean_train_labels=split.clean_labels,
         train_plain=LabeledImages(source.train_images, split.train, split.labels, eval_tf),
+        mean=source.mean,
+        std=source.std,
     )

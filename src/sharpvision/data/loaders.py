@@ -1,8 +1,8 @@
 """DataLoaders whose training order is a pure function of (seed, epoch), for exact resume.
 
 The trainer builds a fresh training loader each epoch with ``train_loader_for_epoch`` (cheap: no data is
-copied). Its shuffle generator is seeded from (seed, epoch), and so are the per-worker seeds of the
-augmentations when ``num_workers > 0``; with ``num_workers == 0`` augmentations use torch's global RNG,
+copied). Its order is ``epoch_order(n, seed, epoch)``; the per-worker seeds of the augmentations, when
+``num_workers > 0``, also come from (seed, epoch); with ``num_workers == 0`` augmentations use torch's global RNG,
 which the trainer checkpoints. Iterate each loader once: a second pass continues its generator.
 """
 
@@ -22,14 +22,22 @@ def epoch_seed(seed: int, epoch: int) -> int:
     return int(np.random.SeedSequence([seed, epoch]).generate_state(1, np.uint64)[0]) & (2**63 - 1)
 
 
+def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
+    """The training order of epoch ``epoch``: one permutation of ``n`` drawn from (seed, epoch) alone.
+
+    Both loader paths (DataLoader and device-resident) take their order from here, so they see the same batches.
+    """
+    return torch.randperm(n, generator=torch.Generator().manual_seed(epoch_seed(seed, epoch)))
+
+
 def train_loader_for_epoch(bundle: DataBundle, cfg: DataConfig, seed: int, epoch: int) -> DataLoader:
     """Shuffled training batches of epoch ``epoch``; drop_last keeps every batch full (and even, for Mixup)."""
     if len(bundle.train) < cfg.batch_size:
         raise DataError(f"the training set has {len(bundle.train)} examples, fewer than data.batch_size="
                         f"{cfg.batch_size}, so no full batch exists; lower data.batch_size or raise data.subset_train")
-    generator = torch.Generator()
-    generator.manual_seed(epoch_seed(seed, epoch))
-    return DataLoader(bundle.train, batch_size=cfg.batch_size, shuffle=True, drop_last=True, generator=generator,
+    generator = torch.Generator().manual_seed(epoch_seed(seed, epoch))  # seeds the workers' augmentations
+    order = epoch_order(len(bundle.train), seed, epoch).tolist()
+    return DataLoader(bundle.train, batch_size=cfg.batch_size, sampler=order, drop_last=True, generator=generator,
                       num_workers=cfg.num_workers, pin_memory=torch.cuda.is_available())
 
 

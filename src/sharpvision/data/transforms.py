@@ -44,9 +44,11 @@ class SpecRandAugment(v2.RandAugment):
         return super().forward(*inputs)
 
 
-def rand_augment(spec: str) -> SpecRandAugment:
-    """Parse a timm RandAugment spec: ``rand`` then ``-``-separated ``m`` (0-10), ``n`` (ops), ``mstd``, ``inc1``.
+def rand_augment_params(spec: str) -> tuple[int, float, float]:
+    """Parse a timm RandAugment spec into ``(num_ops, magnitude, magnitude_std)``.
 
+    Spec: ``rand`` then ``-``-separated ``m`` (0-10), ``n`` (ops), ``mstd``, ``inc1``. Shared by the per-image
+    ``rand_augment`` and the batched ``BatchRandAugment`` so one recipe means the same on both paths.
     torchvision's Posterize / Solarize strengthen with magnitude (timm's ``inc1`` variants), so ``inc0`` is
     refused rather than silently changed; timm's defaults apply otherwise (n2, m10, mstd0).
     """
@@ -61,7 +63,13 @@ def rand_augment(spec: str) -> SpecRandAugment:
     if head != "rand" or not values["n"].is_integer() or values["m"] > SpecRandAugment.LEVELS or values["inc"] != 1:
         raise ConfigError(f"data.rand_augment: {spec!r} is not supported; it must start with 'rand' and have an "
                           "integer n, m <= 10 and (if given) inc1")
-    return SpecRandAugment(num_ops=int(values["n"]), magnitude=values["m"], magnitude_std=values["mstd"])
+    return int(values["n"]), values["m"], values["mstd"]
+
+
+def rand_augment(spec: str) -> SpecRandAugment:
+    """The per-image RandAugment for a timm spec (see ``rand_augment_params`` for the syntax)."""
+    num_ops, magnitude, magnitude_std = rand_augment_params(spec)
+    return SpecRandAugment(num_ops=num_ops, magnitude=magnitude, magnitude_std=magnitude_std)
 
 
 def _finish(mean: tuple[float, ...], std: tuple[float, ...]) -> list[v2.Transform]:

@@ -143,22 +143,20 @@ def train(cfg: Config, out_dir: str | Path, resume: bool = False, stop_after_epo
     sharp_every = cfg.train.sharpness_every
     sharp_data = (sample_batches(bundle.train_plain, min(cfg.train.sharpness_sample, len(bundle.train_plain)),
                                  cfg.data.eval_batch_size, seed=cfg.seed, device=rt.device) if sharp_every else None)
-    test_loader = svdata.eval_loader(bundle.test, cfg.data)
-    val_loader = svdata.eval_loader(bundle.val, cfg.data) if bundle.val is not None else None
+    loaders = svdata.Loaders.build(bundle, cfg.data, cfg.seed, rt.device)  # on the device when it fits and pays
     last = {}
     try:
         for epoch in range(state["epoch"], cfg.schedule.epochs):
             t0 = time.perf_counter()
-            train_loader = svdata.train_loader_for_epoch(bundle, cfg.data, cfg.seed, epoch)
-            stats = train_one_epoch(model, step_fn, scheduler, ema, train_loader, bundle.mixup, rt, cfg, epoch,
-                                    state, steps_per_epoch, logger, progress)
+            stats = train_one_epoch(model, step_fn, scheduler, ema, loaders.train_for_epoch(epoch), bundle.mixup, rt,
+                                    cfg, epoch, state, steps_per_epoch, logger, progress)
             record = {"epoch": epoch, **stats}
             if (epoch + 1) % cfg.train.eval_every == 0 or epoch + 1 == cfg.schedule.epochs:
-                record |= _prefixed("test_", evaluate(model, test_loader, rt.device, rt.autocast))
-                if val_loader is not None:
-                    record |= _prefixed("val_", evaluate(model, val_loader, rt.device, rt.autocast))
+                record |= _prefixed("test_", evaluate(model, loaders.test, rt.device, rt.autocast))
+                if loaders.val is not None:
+                    record |= _prefixed("val_", evaluate(model, loaders.val, rt.device, rt.autocast))
                 if ema is not None:
-                    record |= _prefixed("ema_test_", evaluate(ema.module, test_loader, rt.device, rt.autocast))
+                    record |= _prefixed("ema_test_", evaluate(ema.module, loaders.test, rt.device, rt.autocast))
             if sharp_every and ((epoch + 1) % sharp_every == 0 or epoch + 1 == cfg.schedule.epochs):
                 # cheap: a loose tolerance on a fixed sample; eval mode, own RNG, so training is unaffected
                 record["lambda_max"] = hessian_eigenvalues(model, nn.functional.cross_entropy, sharp_data,

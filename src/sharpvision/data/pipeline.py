@@ -1,0 +1,53 @@
+"""The trainer's data side in one object: device-resident batches when they fit and pay, DataLoaders otherwise."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import torch
+
+from sharpvision.config import DataConfig
+from sharpvision.data.bundle import DataBundle
+from sharpvision.data.device import DeviceEvalLoader, DeviceImages, DeviceTrainLoader
+from sharpvision.data.loaders import eval_loader, train_loader_for_epoch
+from sharpvision.data.transforms import SMALL
+
+
+def uses_device_loader(cfg: DataConfig, bundle: DataBundle, device: torch.device) -> bool:
+    """``data.loader``: 'device' and 'dataloader' as asked; 'auto' is 'device' for small in-memory images on CUDA."""
+    if cfg.loader != "auto":
+        return cfg.loader == "device"
+    images = getattr(bundle.train, "images", None)
+    return device.type == "cuda" and isinstance(images, torch.Tensor) and images.shape[-1] <= SMALL
+
+
+@dataclass
+class Loaders:
+    """Training batches per epoch (order a function of (seed, epoch)), and test / val batches."""
+
+    bundle: DataBundle
+    cfg: DataConfig
+    seed: int
+    train_data: DeviceImages | None  # None: the DataLoader path
+    test: Iterable
+    val: Iterable | None
+
+    @classmethod
+    def build(cls, bundle: DataBundle, cfg: DataConfig, seed: int, device: torch.device) -> Loaders:
+        if uses_device_loader(cfg, bundle, device):
+            def on_device(ds):  # noqa: ANN001, ANN202 - local shorthand
+                return DeviceEvalLoader(DeviceImages.of(ds, bundle, device), cfg.eval_batch_size)
+            return cls(bundle, cfg, seed, DeviceImages.of(bundle.train, bundle, device), on_device(bundle.test),
+                       on_device(bundle.val) if bundle.val is not None else None)
+        return cls(bundle, cfg, seed, None, eval_loader(bundle.test, cfg),
+                   eval_loader(bundle.val, cfg) if bundle.val is not None else None)
+
+    @property
+    def on_device(self) -> bool:
+        return self.train_data is not None
+
+    def train_for_epoch(self, epoch: int) -> Iterable:
+        if self.train_data is not None:
+            return DeviceTrainLoader(self.train_data, self.cfg, self.seed, epoch)
+        return train_loader_for_epoch(self.bundle, self.cfg, self.seed, epoch)
