@@ -23,6 +23,12 @@ def provenance(device: torch.device | str) -> dict[str, Any]:
     return {"device": name, "versions": versions, "command": " ".join(["python", *sys.argv])}
 
 
+def synchronize(device: torch.device) -> None:
+    """Wait for the device's queued work, so a host clock measures it (a no-op on CPU)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def write_result(result: dict[str, Any], name: str, out: str | None = None) -> Path:
     """Write ``result`` as JSON to ``out`` or benchmarks/results/<name>.json; returns the path."""
     path = Path(out) if out else RESULTS / f"{name}.json"

@@ -26,10 +26,11 @@ SMOKE = ["schedule.epochs=1", "schedule.warmup_epochs=0", "train.max_steps_per_e
          "data.batch_size=32"]
 
 
-def run(recipe: str, seed: int, out: Path, overrides: list[str]) -> dict:
+def run(recipe: str, seed: int, out: Path, overrides: list[str], label: str | None = None) -> dict:
+    """Train (or resume, or reuse) ``recipe`` with ``seed`` in ``out/<label or recipe>_s<seed>``; its summary."""
     cfg = config.load(CONFIGS / f"{recipe}.yaml", [f"seed={seed}", *overrides])
     # resume=True continues an interrupted run and reuses a finished one only if its recipe is the same
-    return train(cfg, out / f"{recipe}_s{seed}", resume=True)
+    return train(cfg, out / f"{label or recipe}_s{seed}", resume=True)
 
 
 def aggregate(summaries: list[dict]) -> dict:

@@ -1,12 +1,15 @@
-"""Time of a SAM step over a base-optimizer step: same model, same batch, interleaved in one process.
+"""Cost of SAM and its efficient variants over the base optimizer: same model, same batch, interleaved in one process.
 
-    python benchmarks/sam_overhead.py                      # CPU: vit_micro and resnet_micro, batch 128, 28 px
-    python benchmarks/sam_overhead.py --device cuda        # GPU: vit_s4 and resnet18_cifar, batch 256, bf16
+    python benchmarks/sam_overhead.py                      # CPU: vit_micro and resnet_micro, batch 128, 28 px, fp32
+    python benchmarks/sam_overhead.py --device cuda        # GPU: vit_s4 and resnet18_cifar, batch 256, bf16, compiled
 
-Each repeat times one base step and one SAM step (alternating which goes first) with the trainer's own
-step function (``sharpvision.train.make_step``); the figure is the ratio of the medians, and the median
-of the per-repeat ratios. Expected close to 2.0: SAM runs two forward/backward passes. The JSON (figures,
-device, versions, command) goes to benchmarks/results/.
+Each setting is the trainer's own optimizer and step (``build_optimizer`` + ``make_step``, fused AdamW on CUDA,
+``torch.compile`` of the model with ``--compile``, on by default on CUDA): base AdamW, SAM, SAM every k steps,
+LookSAM (k) and GSAM. A timed block is k consecutive steps (so SAM-k and LookSAM pay their one SAM step per
+block), divided by k; each repeat times every setting once, in a rotating order. Figures: the median time
+per step and its ratio to the base optimizer's (ratio of medians, and median of the per-repeat ratios).
+Expected: SAM and GSAM about 2.0 (two passes), SAM-k and LookSAM about 1 + 1/k. The JSON (figures, device,
+versions, command) goes to benchmarks/results/.
 """
 
 from __future__ import annotations
@@ -14,56 +17,71 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from collections.abc import Callable
 
 import torch
-from common import provenance, write_result
+from common import provenance, synchronize, write_result
 from torch import nn
 
 from sharpvision import models
-from sharpvision.optim import SAM
+from sharpvision.config import OptimConfig
+from sharpvision.optim import build_optimizer
 from sharpvision.train import Runtime, make_step
 
 
-def timed(fn, device: torch.device) -> float:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    t0 = time.perf_counter()
-    fn()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return time.perf_counter() - t0
+def settings(k: int) -> dict[str, dict]:
+    """Optimizer settings by name: the OptimConfig fields each one changes from plain AdamW."""
+    return {"base": {}, "sam": {"sam": True}, f"sam_every_{k}": {"sam": True, "sam_every": k},
+            f"looksam_{k}": {"sam": True, "variant": "looksam", "sam_every": k},
+            "gsam": {"sam": True, "variant": "gsam", "rho_min": 0.01}}
 
 
-def measure(name: str, batch: int, img: int, device: torch.device, amp: torch.dtype | None, repeats: int,
-            warmup: int) -> dict:
+def block(name: str, fields: dict, batch: int, img: int, rt: Runtime, compile_model: bool,
+          k: int) -> tuple[Callable[[], None], int]:
+    """A function running k training steps of a fresh model with optimizer setting ``fields``; and its size."""
     torch.manual_seed(0)
-    x = torch.randn(batch, 1, img, img, device=device)
-    y = torch.randint(0, 10, (batch,), device=device)
-    rt = Runtime(device, amp)
-    steps = {}
-    for kind in ("base", "sam"):
-        torch.manual_seed(0)
-        model = models.create(name, num_classes=10, img_size=img, in_chans=1).to(device)
-        params = sum(p.numel() for p in model.parameters())
-        if kind == "sam":
-            opt = SAM(model.parameters(), torch.optim.AdamW, rho=0.05, lr=1e-3, weight_decay=0.05)
-        else:
-            opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.05)
-        step = make_step(model, opt, nn.CrossEntropyLoss(), 1.0, rt.autocast)
-        steps[kind] = lambda step=step: step(x, y)
+    model = models.create(name, num_classes=10, img_size=img, in_chans=1).to(rt.device)
+    opt_cfg = OptimConfig(lr=1e-3, weight_decay=0.05, rho=0.05, **fields)
+    opt_cfg.check()
+    optimizer = build_optimizer(model, opt_cfg, fused=rt.device.type == "cuda")
+    forward = torch.compile(model) if compile_model else model
+    counter = [0]
+    step = make_step(forward, optimizer, nn.CrossEntropyLoss(), 1.0, rt.autocast, sam_every=opt_cfg.sam_every,
+                     step_index=lambda: counter[0])
+    x = torch.randn(batch, 1, img, img, device=rt.device)
+    y = torch.randint(0, 10, (batch,), device=rt.device)
+
+    def run() -> None:
+        for _ in range(k):
+            step(x, y)
+            counter[0] += 1
+    return run, sum(p.numel() for p in model.parameters())
+
+
+def measure(name: str, batch: int, img: int, rt: Runtime, compile_model: bool, k: int, repeats: int,
+            warmup: int) -> dict:
+    blocks, params = {}, 0
+    for setting, fields in settings(k).items():
+        blocks[setting], params = block(name, fields, batch, img, rt, compile_model, k)
     for _ in range(warmup):
-        for fn in steps.values():
-            timed(fn, device)
-    times = {"base": [], "sam": []}
+        for run in blocks.values():
+            run()
+    synchronize(rt.device)
+    times: dict[str, list[float]] = {s: [] for s in blocks}
+    names = list(blocks)
     for r in range(repeats):
-        order = ("base", "sam") if r % 2 == 0 else ("sam", "base")
-        for kind in order:
-            times[kind].append(timed(steps[kind], device))
-    base, sam = statistics.median(times["base"]), statistics.median(times["sam"])
-    pair = statistics.median(s / b for s, b in zip(times["sam"], times["base"]))
-    return {"model": name, "params": params, "batch": batch, "img_size": img, "repeats": repeats,
-            "base_step_s_median": base, "sam_step_s_median": sam, "ratio_of_medians": sam / base,
-            "median_of_pair_ratios": pair}
+        for setting in names[r % len(names):] + names[:r % len(names)]:  # rotate who goes first
+            synchronize(rt.device)
+            t0 = time.perf_counter()
+            blocks[setting]()
+            synchronize(rt.device)
+            times[setting].append((time.perf_counter() - t0) / k)
+    base = statistics.median(times["base"])
+    rows = {s: {"step_s_median": statistics.median(t), "ratio_of_medians": statistics.median(t) / base,
+                "median_of_pair_ratios": statistics.median(a / b for a, b in zip(t, times["base"]))}
+            for s, t in times.items()}
+    return {"model": name, "params": params, "batch": batch, "img_size": img, "k": k, "repeats": repeats,
+            "settings": rows}
 
 
 def main() -> int:
@@ -71,27 +89,31 @@ def main() -> int:
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.add_argument("--models", nargs="*", help="default: vit_micro resnet_micro (cpu), vit_s4 resnet18_cifar (cuda)")
     p.add_argument("--batch", type=int, help="default 128 (cpu), 256 (cuda)")
-    p.add_argument("--repeats", type=int, default=21)
-    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--k", type=int, default=5, help="SAM-k and LookSAM period (LookSAM paper: 5)")
+    p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
+                   help="torch.compile the model (default: on for cuda, off for cpu)")
+    p.add_argument("--repeats", type=int, default=11)
+    p.add_argument("--warmup", type=int, default=2, help="untimed blocks per setting (compilation happens here)")
     p.add_argument("--out", help="JSON path (default benchmarks/results/sam_overhead_<device>.json)")
     args = p.parse_args()
-    device = torch.device(args.device)
-    cuda = device.type == "cuda"
+    cuda = args.device == "cuda"
+    rt = Runtime(torch.device(args.device), torch.bfloat16 if cuda else None)
+    compile_model = cuda if args.compile is None else args.compile
     names = args.models or (["vit_s4", "resnet18_cifar"] if cuda else ["vit_micro", "resnet_micro"])
     batch = args.batch or (256 if cuda else 128)
-    amp = torch.bfloat16 if cuda else None
-    rows = [measure(n, batch, 28, device, amp, args.repeats, args.warmup) for n in names]
+    rows = [measure(n, batch, 28, rt, compile_model, args.k, args.repeats, args.warmup) for n in names]
     result = {
         "benchmark": "sam_overhead",
-        "figure": "SAM step time / AdamW step time, same model and batch, interleaved, medians",
-        **provenance(device),
-        "precision": "bf16 autocast" if amp else "fp32",
+        "figure": "time per training step / base AdamW's, same model and batch, blocks of k steps, interleaved",
+        **provenance(rt.device),
+        "precision": "bf16 autocast" if cuda else "fp32",
+        "compiled": compile_model,
         "results": rows,
     }
     for r in rows:
-        base_ms, sam_ms = r["base_step_s_median"] * 1e3, r["sam_step_s_median"] * 1e3
-        print(f"{r['model']:<16} base {base_ms:8.1f} ms   SAM {sam_ms:8.1f} ms"
-              f"   ratio {r['ratio_of_medians']:.3f} (median of pairs {r['median_of_pair_ratios']:.3f})")
+        for setting, s in r["settings"].items():
+            print(f"{r['model']:<16} {setting:<14} {s['step_s_median'] * 1e3:8.1f} ms/step   "
+                  f"x{s['ratio_of_medians']:.3f} base (median of pairs x{s['median_of_pair_ratios']:.3f})")
     write_result(result, f"sam_overhead_{args.device}", args.out)
     return 0
 

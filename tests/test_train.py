@@ -65,10 +65,12 @@ def test_resume_continues_exactly(tmp_path: Path) -> None:
     steps = [[e.step for e in EventAccumulator(str(d / "tensorboard")).Reload().Scalars("epoch/test_accuracy")]
              for d in (tmp_path / "full", tmp_path / "part")]
     assert steps[0] == steps[1] == [3, 6, 9], steps  # the epoch logged before the stop survives the resume
-    drop = ("images_per_s", "train_time_s", "tflops_per_s")
+    drop = ("images_per_s", "train_time_s", "tflops_per_s", "wall_time_s")
     strip = [[{k: v for k, v in r.items() if k not in drop} for r in epoch_records(d)]
              for d in (tmp_path / "full", tmp_path / "part")]
     assert strip[0] == strip[1]
+    walls = [r["wall_time_s"] for r in epoch_records(tmp_path / "part")]  # cumulative, carried over the resume
+    assert all(a < b for a, b in zip(walls, walls[1:])) and walls[-1] == resumed["wall_time_s"]
 
 
 def test_existing_run_is_never_overwritten(tmp_path: Path) -> None:

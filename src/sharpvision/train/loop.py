@@ -164,6 +164,7 @@ def train(cfg: Config, out_dir: str | Path, resume: bool = False, stop_after_epo
             _refuse_to_save_divergence(record, model, epoch)
             state["epoch"] = epoch + 1
             state["wall_time_s"] += time.perf_counter() - t0
+            record["wall_time_s"] = state["wall_time_s"]  # since the first step: time-to-accuracy curves
             logger.log(record, state["step"], prefix="epoch/")
             run.save(model, optimizer, scheduler, ema, state)
             last = record
