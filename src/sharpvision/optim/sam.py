@@ -231,6 +231,10 @@ class SAM(Optimizer):
         if self.perturbed:
             raise RuntimeError("SAM.skip_step called while perturbed; use unperturb_and_step")
         self.shape_gradient()
+        self._base_step()
+
+    def _base_step(self) -> None:
+        """The base optimizer's step on the shaped gradient; the next step shapes its own again."""
         self.base_optimizer.step()
         self._shaped = False
 
@@ -248,8 +252,7 @@ class SAM(Optimizer):
         if closure is None and self.perturbed:
             self.shape_gradient()
             self.unperturb()
-            self.base_optimizer.step()
-            self._shaped = False
+            self._base_step()
             return None
         if closure is None:
             raise RuntimeError("SAM.step needs a closure that runs forward and backward and returns the loss; "
@@ -268,8 +271,7 @@ class SAM(Optimizer):
         finally:
             self.unperturb()  # never leave the weights at w + e, even if a closure raised
             self._first_grads = []
-        self.base_optimizer.step()
-        self._shaped = False
+        self._base_step()
         return loss
 
     def zero_grad(self, set_to_none: bool = True) -> None:

@@ -19,7 +19,25 @@ def _dot(a: list[torch.Tensor], b: list[torch.Tensor]) -> torch.Tensor:
     return torch.stack([torch.vdot(x.float().flatten(), y.float().flatten()) for x, y in zip(a, b)]).sum()
 
 
-class GSAM(SAM):
+class _WeightedVariant(SAM):
+    """A SAM whose descent direction mixes in an extra direction with weight ``alpha`` (``default_alpha``)."""
+
+    keeps_first_gradient = True
+    default_alpha = 0.0
+
+    def __init__(self, params: Any, base_optimizer: Any, alpha: float | None = None, **kwargs: Any) -> None:
+        alpha = self.default_alpha if alpha is None else alpha
+        if alpha < 0:
+            raise ValueError(f"{type(self).__name__} alpha must be >= 0, got {alpha}")
+        super().__init__(params, base_optimizer, **kwargs)
+        self.alpha = alpha
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}(rho={self.defaults['rho']}, alpha={self.alpha}, "
+                f"base={self.base_optimizer.__class__.__name__})")
+
+
+class GSAM(_WeightedVariant):
     """Surrogate-gap guided SAM: descend on g_s - alpha * g_perp, g_perp = g - (<g, g_s> / ||g_s||^2) g_s.
 
     g_perp is the part of the gradient at w orthogonal to g_s; stepping against it lowers the surrogate gap
@@ -27,13 +45,7 @@ class GSAM(SAM):
     ``alpha = 0`` is SAM. Zhuang et al. use alpha 0.4 for ViTs with rho following the lr (``rho_min``).
     """
 
-    keeps_first_gradient = True
-
-    def __init__(self, params: Any, base_optimizer: Any, alpha: float = 0.4, **kwargs: Any) -> None:
-        if alpha < 0:
-            raise ValueError(f"GSAM alpha must be >= 0, got {alpha}")
-        super().__init__(params, base_optimizer, **kwargs)
-        self.alpha = alpha
+    default_alpha = 0.4
 
     def _combine(self) -> None:
         g_s = [grad for _, _, grad in self._grads()]
@@ -42,11 +54,8 @@ class GSAM(SAM):
         for gi, gsi in zip(g, g_s):  # g_s <- g_s - alpha * (g - coef * g_s)
             gsi.mul_(1 + self.alpha * coef.to(gsi.dtype)).add_(gi.to(gsi.dtype), alpha=-self.alpha)
 
-    def __repr__(self) -> str:
-        return f"GSAM(rho={self.defaults['rho']}, alpha={self.alpha}, base={self.base_optimizer.__class__.__name__})"
 
-
-class LookSAM(SAM):
+class LookSAM(_WeightedVariant):
     """LookSAM: full SAM every k steps, and in between one pass with the stored orthogonal direction reused.
 
     On a SAM step, g_v = g_s - (<g, g_s> / ||g||^2) g, the part of the SAM gradient orthogonal to the plain
@@ -56,13 +65,10 @@ class LookSAM(SAM):
     Liu et al. use k = 5, alpha = 0.7. Before the first SAM step there is no g_v and a skipped step is plain.
     """
 
-    keeps_first_gradient = True
+    default_alpha = 0.7
 
-    def __init__(self, params: Any, base_optimizer: Any, alpha: float = 0.7, **kwargs: Any) -> None:
-        if alpha < 0:
-            raise ValueError(f"LookSAM alpha must be >= 0, got {alpha}")
-        super().__init__(params, base_optimizer, **kwargs)
-        self.alpha = alpha
+    def __init__(self, params: Any, base_optimizer: Any, alpha: float | None = None, **kwargs: Any) -> None:
+        super().__init__(params, base_optimizer, alpha, **kwargs)
         self._g_v: dict[torch.Tensor, torch.Tensor] = {}  # parameter -> its slice of g_v
 
     def _combine(self) -> None:
@@ -94,7 +100,3 @@ class LookSAM(SAM):
         super().load_state_dict(state_dict)
         params = [p for group in self.param_groups for p in group["params"]]
         self._g_v = {params[int(i)]: v.to(params[int(i)].device) for i, v in saved.items()}
-
-    def __repr__(self) -> str:
-        return (f"LookSAM(rho={self.defaults['rho']}, alpha={self.alpha}, "
-                f"base={self.base_optimizer.__class__.__name__})")
