@@ -27,6 +27,11 @@ def tiny(*overrides: str) -> config.Config:
     return config.load(TINY, [*FAST, *overrides])
 
 
+def snapshot(run_dir: Path) -> dict[str, bytes]:
+    """Every file of a run directory, by relative path: equal snapshots mean nothing was touched."""
+    return {str(p.relative_to(run_dir)): p.read_bytes() for p in sorted(run_dir.rglob("*")) if p.is_file()}
+
+
 def epoch_records(run_dir: Path) -> list[dict]:
     lines = (run_dir / "metrics.jsonl").read_text().splitlines()
     return [json.loads(x) for x in lines if "train_loss" in json.loads(x)]
@@ -44,9 +49,12 @@ def test_tiny_recipe_writes_the_run_directory(tmp_path: Path) -> None:
     assert [r["epoch"] for r in epoch_records(run)] == [0, 1, 2]
     assert config.load(run / "config.yaml") == tiny()
     assert list((run / "tensorboard").glob("events.out.tfevents.*"))
-    state = ckpt.load(run / "checkpoints" / "last.pt")
-    assert state["state"]["epoch"] == 3 and set(state["rng"]) >= {"torch", "numpy", "python"}
-    assert not list((run / "checkpoints").glob("*.tmp")), "no temp file left behind"
+    saved = ckpt.load(run)
+    assert saved.path == run / "checkpoints" / "step_00000009" and saved.manifest["epoch"] == 3
+    assert saved.state["loop"]["epoch"] == 3 and set(saved.state["rng"][0]) >= {"torch", "numpy", "python"}
+    assert saved.config == tiny().to_dict() and saved.manifest["versions"]["torch"] == torch.__version__
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["latest", "step_00000006", "step_00000009"]
+    assert sorted(p.name for p in saved.path.iterdir()) == ["manifest.json", "model.safetensors", "state.pt"]
 
 
 def test_resume_continues_exactly(tmp_path: Path) -> None:
@@ -58,10 +66,10 @@ def test_resume_continues_exactly(tmp_path: Path) -> None:
     resumed = train(cfg, tmp_path / "part", resume=True, progress=False)
     for key in ("test_accuracy", "test_loss", "train_loss", "train_accuracy", "ema_test_accuracy", "steps"):
         assert resumed[key] == full[key], key
-    a = ckpt.load(tmp_path / "full" / "checkpoints" / "last.pt")
-    b = ckpt.load(tmp_path / "part" / "checkpoints" / "last.pt")
-    for name, tensor in a["model"].items():
-        assert torch.equal(tensor, b["model"][name]), name
+    a, b = ckpt.load(tmp_path / "full"), ckpt.load(tmp_path / "part")
+    for name, tensor in a.model.items():
+        assert torch.equal(tensor, b.model[name]), name
+    assert a.ema is not None and all(torch.equal(t, b.ema[k]) for k, t in a.ema.items())
     steps = [[e.step for e in EventAccumulator(str(d / "tensorboard")).Reload().Scalars("epoch/test_accuracy")]
              for d in (tmp_path / "full", tmp_path / "part")]
     assert steps[0] == steps[1] == [3, 6, 9], steps  # the epoch logged before the stop survives the resume
@@ -75,12 +83,12 @@ def test_resume_continues_exactly(tmp_path: Path) -> None:
 
 def test_existing_run_is_never_overwritten(tmp_path: Path) -> None:
     train(tiny("schedule.epochs=1"), tmp_path / "run", progress=False)
-    before = (tmp_path / "run" / "checkpoints" / "last.pt").read_bytes()
+    before = snapshot(tmp_path / "run")
     with pytest.raises(RunDirError, match="already holds a run; pass --resume"):
         train(tiny("schedule.epochs=1"), tmp_path / "run", progress=False)
     with pytest.raises(RunDirError, match=r"optim\.rho \(0\.05 -> 0\.2\)"):
         train(tiny("schedule.epochs=1", "optim.rho=0.2"), tmp_path / "run", resume=True, progress=False)
-    assert (tmp_path / "run" / "checkpoints" / "last.pt").read_bytes() == before
+    assert snapshot(tmp_path / "run") == before
 
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path: Path, monkeypatch) -> None:
@@ -99,7 +107,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path: Path, monke
     monkeypatch.setattr(loop, "make_step", poisoned)
     with pytest.raises(TrainingDiverged, match="became nan at epoch 2"):
         train(tiny(), tmp_path / "run", progress=False)
-    assert ckpt.load(tmp_path / "run" / "checkpoints" / "last.pt")["state"]["epoch"] == 1
+    assert ckpt.load(tmp_path / "run").manifest["epoch"] == 1
     assert not (tmp_path / "run" / "summary.json").exists()
 
 
@@ -150,10 +158,10 @@ def test_strong_augmentation_validation_split_and_label_noise_run_through_the_lo
     assert summary["optimizer"] == "SAM(SGD, rho=0.05)"
 
 
-def test_eval_accepts_a_checkpoint_file(tmp_path: Path, capsys) -> None:
+def test_eval_accepts_a_checkpoint_folder(tmp_path: Path, capsys) -> None:
     train(tiny("schedule.epochs=1"), tmp_path / "run", progress=False)
     capsys.readouterr()
-    assert main(["eval", str(tmp_path / "run" / "checkpoints" / "last.pt"), "data.subset_test=64"]) == 0
+    assert main(["eval", str(tmp_path / "run" / "checkpoints" / "step_00000003"), "data.subset_test=64"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["n"] == 64 and result["epoch"] == 1  # the override reached the data, the file its state
 
@@ -194,7 +202,7 @@ def test_diverged_weights_are_never_checkpointed(tmp_path: Path, monkeypatch) ->
     monkeypatch.setattr(loop, "make_step", poisoned)
     with pytest.raises(TrainingDiverged, match="after epoch 1 the weights hold NaN or inf"):
         train(tiny("train.eval_every=2"), tmp_path / "run", progress=False)
-    assert not (tmp_path / "run" / "checkpoints" / "last.pt").exists()
+    assert not ckpt.exists(tmp_path / "run" / "checkpoints")
 
 
 def test_demo_fresh_deletes_only_its_own_runs_and_refuses_stale_reuse(tmp_path: Path, capsys) -> None:
@@ -224,8 +232,7 @@ def test_sharpness_logging_records_lambda_max_and_leaves_training_unchanged(tmp_
     values = [r["lambda_max"] for r in epoch_records(tmp_path / "logged")]
     assert len(values) == 2 and all(v > 0 for v in values)
     assert logged["test_accuracy"] == plain["test_accuracy"] and logged["train_loss"] == plain["train_loss"]
-    a = ckpt.load(tmp_path / "plain" / "checkpoints" / "last.pt")["model"]
-    b = ckpt.load(tmp_path / "logged" / "checkpoints" / "last.pt")["model"]
+    a, b = ckpt.load(tmp_path / "plain").model, ckpt.load(tmp_path / "logged").model
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
@@ -238,7 +245,7 @@ def test_sam_every_k_is_wired_and_resumes_exactly(tmp_path: Path) -> None:
     assert resumed["train_loss"] == full["train_loss"] and "every 2 steps" in full["optimizer"]
     every_step = train(tiny("optim.sam=true"), tmp_path / "sam", progress=False)
     assert full["train_loss"] != every_step["train_loss"]  # the skipped steps really skip the ascent
-    a, b = (ckpt.load(tmp_path / d / "checkpoints" / "last.pt")["model"] for d in ("full", "part"))
+    a, b = (ckpt.load(tmp_path / d).model for d in ("full", "part"))
     assert all(torch.equal(t, b[k]) for k, t in a.items())
 
 

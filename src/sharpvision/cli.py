@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -29,7 +30,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path("runs") / cfg.name
     summary = train(cfg, out, resume=args.resume, stop_after_epoch=args.stop_after_epoch,
                     progress=not args.quiet)
-    print(json.dumps(summary, indent=2))
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, one summary, from rank 0
+        print(json.dumps(summary, indent=2))
     return 0
 
 
@@ -43,13 +45,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def cmd_analyze(args: argparse.Namespace) -> int:
     from sharpvision import models
     from sharpvision.analysis.run import PIECES, analyze, compare, load_subject, summary_rows
+    from sharpvision.train import checkpoint as ckpt
     what = list(PIECES) if args.what == "all" else [w.strip() for w in args.what.split(",") if w.strip()]
     by_run = {}
     for target in args.targets:
         subject = load_subject(target)
         pieces = [w for w in what if w != "attention" or args.what != "all" or models.family(
             subject.cfg.model.name) == "vit"]  # "all" skips attention for models without it; asking for it errs
-        run_dir = Path(target) if Path(target).is_dir() else Path(target).parent.parent
+        run_dir = ckpt.resolve(target).parent.parent  # runs/<name>/checkpoints/step_N -> runs/<name>
         out = Path(args.out) / (subject.name if len(args.targets) > 1 else "") if args.out else run_dir / "analysis"
         results = analyze(subject, pieces, out, sample=args.sample, batch_size=args.batch_size, seed=args.seed,
                           mode=args.mode, dtype=args.dtype, repeats=args.repeats, ntk_n=args.ntk_n,
@@ -134,14 +137,15 @@ def parser() -> argparse.ArgumentParser:
     t.set_defaults(fn=cmd_train)
 
     e = sub.add_parser("eval", help="test accuracy and loss of a run directory or checkpoint")
-    e.add_argument("target", help="run directory or checkpoint file (.pt)")
+    e.add_argument("target", help="run directory (its newest checkpoint) or a checkpoint folder "
+                                  "(runs/NAME/checkpoints/step_N)")
     e.add_argument("overrides", nargs="*", help="data overrides, e.g. data.root=/data/fmnist")
     e.add_argument("--ema", action="store_true", help="evaluate the EMA weights (when the run kept them)")
     e.set_defaults(fn=cmd_eval)
 
     a = sub.add_parser("analyze", help="loss geometry of runs: Hessian, trace, density, sharpness, NTK, "
                                        "landscape, flatness, sparsity, attention, norms")
-    a.add_argument("targets", nargs="+", help="run directories or checkpoint files")
+    a.add_argument("targets", nargs="+", help="run directories or checkpoint folders")
     a.add_argument("--what", default="all", help="comma-separated pieces, or 'all' (attention only for ViTs)")
     a.add_argument("--sample", type=_positive, default=2048, help="training examples in the fixed analysis sample")
     a.add_argument("--batch-size", type=_positive, default=256)
@@ -185,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.fn(args)
     except KeyboardInterrupt:
-        print("interrupted; the last finished epoch is in the run's checkpoint (resume with --resume)",
+        print("interrupted; the run's newest checkpoint is complete (resume with --resume)",
               file=sys.stderr)
         return 130
     except Exception as e:  # user-facing errors: one clear line, non-zero exit

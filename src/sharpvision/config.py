@@ -49,7 +49,7 @@ class DataConfig:
     rand_augment: str = "rand-m9-mstd0.5-inc1"  # timm RandAugment spec, "strong" only
     mixup: float = 0.8  # Mixup alpha, "strong" only (0 disables)
     cutmix: float = 0.0  # CutMix alpha, "strong" only (0 disables)
-    batch_size: int = 128
+    batch_size: int = 128  # the global batch: under torchrun each of N workers takes batch_size / N
     eval_batch_size: int = 512
     num_workers: int = 0
     loader: Literal["auto", "device", "dataloader"] = "auto"  # auto: uint8 data on the GPU for in-memory sets
@@ -95,6 +95,7 @@ class OptimConfig:
     alpha: float | None = None  # gsam / looksam weight of the extra direction; null: 0.4 (gsam), 0.7 (looksam)
     rho_min: float | None = None  # rho follows the lr from rho (at peak lr) down to rho_min (GSAM); null: constant
     clip_grad_norm: float | None = 1.0  # global-norm clip of the (descent) gradient; null: off
+    m: int | None = None  # m-sharpness: examples per perturbation; null: each worker's batch (batch_size / workers)
 
     def check(self) -> None:
         _range("optim.lr", self.lr, 0.0, None, lo_open=True)
@@ -121,6 +122,10 @@ class OptimConfig:
             _range(f"optim.betas[{i}]", b, 0.0, 1.0, hi_open=True)
         if self.clip_grad_norm is not None:
             _range("optim.clip_grad_norm", self.clip_grad_norm, 0.0, None, lo_open=True)
+        if self.m is not None:
+            if not self.sam:
+                raise ConfigError(f"optim.m: {self.m} needs optim.sam=true (it sets the batch SAM perturbs on)")
+            _range("optim.m", self.m, 1, None)
         if self.nesterov and self.name != "sgd":
             raise ConfigError(f"optim.nesterov: only for optim.name=sgd, not {self.name!r}")
 
@@ -154,6 +159,8 @@ class TrainConfig:
     peak_tflops: float | None = None  # the device's peak for MFU when it is not in sharpvision's table
     sharpness_every: int | None = None  # epochs between lambda_max estimates during training; null: off
     sharpness_sample: int = 512  # fixed training examples (no augmentation) for that estimate
+    checkpoint_every: int | None = None  # also checkpoint every this many steps inside an epoch; null: epoch ends only
+    keep_checkpoints: int = 2  # newest checkpoints kept in the run directory (older ones are deleted)
 
     def check(self) -> None:
         if self.precision == "fp16":
@@ -168,7 +175,8 @@ class TrainConfig:
         _range("train.sharpness_sample", self.sharpness_sample, 1, None)
         if self.peak_tflops is not None:
             _range("train.peak_tflops", self.peak_tflops, 0.0, None, lo_open=True)
-        for name in ("max_steps_per_epoch", "threads", "sharpness_every"):
+        _range("train.keep_checkpoints", self.keep_checkpoints, 1, None)
+        for name in ("max_steps_per_epoch", "threads", "sharpness_every", "checkpoint_every"):
             if getattr(self, name) is not None:
                 _range(f"train.{name}", getattr(self, name), 1, None)
 
@@ -189,6 +197,9 @@ class Config:
             sub = getattr(self, f.name)
             if dataclasses.is_dataclass(sub):
                 sub.check()
+        if self.optim.m is not None and self.data.batch_size % self.optim.m:
+            raise ConfigError(f"optim.m: {self.optim.m} must divide data.batch_size={self.data.batch_size} (the batch "
+                              "is split into perturbation groups of m examples)")
 
     def to_dict(self) -> dict[str, Any]:
         return _plain(dataclasses.asdict(self))

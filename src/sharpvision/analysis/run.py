@@ -45,17 +45,17 @@ class Subject:
 def load_subject(target: str | Path) -> Subject:
     """The model of a run directory (its last checkpoint) or of a checkpoint file, in eval mode."""
     target = Path(target)
-    path = target / "checkpoints" / "last.pt" if target.is_dir() else target
-    state = ckpt.load(path)
-    cfg = svconfig.from_dict(state["config"])
+    saved = ckpt.load(target)
+    cfg = svconfig.from_dict(saved.config)
     rt = Runtime.from_config(cfg)
     seed_everything(cfg.seed)  # the same draws as training, so ``init`` is the run's initialization
     bundle = svdata.build_datasets(cfg.data, label_smoothing=cfg.train.label_smoothing)
     init = build_model(cfg, bundle).to(rt.device).eval()
-    model = build_model(cfg, bundle).to(rt.device).eval()
-    model.load_state_dict(state["model"])
-    name = target.name if target.is_dir() else target.parent.parent.name
-    return Subject(name, cfg, model, init, bundle, rt.device, state["state"]["epoch"])
+    model = build_model(cfg, bundle).eval()
+    ckpt.fit(model, saved.model, saved.path, f"model {cfg.model.name!r}")
+    model.to(rt.device)
+    name = saved.path.parent.parent.name  # runs/<name>/checkpoints/step_N
+    return Subject(name, cfg, model, init, bundle, rt.device, saved.manifest["epoch"])
 
 
 def analyze(subject: Subject, what: list[str], out_dir: Path, sample: int = 2048, batch_size: int = 256,

@@ -20,7 +20,7 @@ from sharpvision.data.batch_augment import BatchRandAugment, random_crop, random
 from sharpvision.data.bundle import DataBundle
 from sharpvision.data.datasets import LabeledImages
 from sharpvision.data.errors import DataError
-from sharpvision.data.loaders import epoch_order
+from sharpvision.data.loaders import eval_part, worker_order
 from sharpvision.data.transforms import SMALL
 
 
@@ -47,6 +47,12 @@ class DeviceImages:
     def __len__(self) -> int:
         return len(self.labels)
 
+    def part(self, rank: int, world: int) -> DeviceImages:
+        """Worker ``rank``'s contiguous share for evaluation (see ``eval_part``)."""
+        share = eval_part(len(self), rank, world)
+        return DeviceImages(self.images[share.start:share.stop], self.labels[share.start:share.stop], self.mean,
+                            self.std, self.size)
+
     def finish(self, x: torch.Tensor) -> torch.Tensor:
         """uint8 batch -> resized, normalized float32, as the CPU path's Resize + ToDtype + Normalize."""
         x = x.float()
@@ -59,7 +65,8 @@ class DeviceImages:
 class DeviceTrainLoader:
     """One epoch of shuffled, augmented training batches; full batches only (as the DataLoader's drop_last)."""
 
-    def __init__(self, data: DeviceImages, cfg: DataConfig, seed: int, epoch: int) -> None:
+    def __init__(self, data: DeviceImages, cfg: DataConfig, seed: int, epoch: int, rank: int = 0, world: int = 1,
+                 start: int = 0) -> None:
         if len(data) < cfg.batch_size:
             raise DataError(f"the training set has {len(data)} examples, fewer than data.batch_size="
                             f"{cfg.batch_size}, so no full batch exists; lower data.batch_size or raise "
@@ -67,15 +74,16 @@ class DeviceTrainLoader:
         if cfg.augment != "none" and data.images.shape[-1] > SMALL:
             raise ConfigError("data.loader: 'device' augments small images (pad-and-crop); for large images "
                               "use data.loader='dataloader' (Inception crop)")
-        self.data, self.cfg = data, cfg
-        self.order = epoch_order(len(data), seed, epoch).to(data.images.device)  # the DataLoader path's order
+        self.data, self.cfg, self.batch_size = data, cfg, cfg.batch_size // world
+        # the DataLoader path's order: this worker's slice of each global batch, from batch ``start``
+        self.order = worker_order(len(data), cfg.batch_size, seed, epoch, rank, world, start).to(data.images.device)
         self.rand_augment = BatchRandAugment.from_spec(cfg.rand_augment) if cfg.augment == "strong" else None
 
     def __len__(self) -> int:
-        return len(self.data) // self.cfg.batch_size
+        return len(self.order) // self.batch_size
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        b = self.cfg.batch_size
+        b = self.batch_size
         for i in range(len(self)):
             idx = self.order[i * b:(i + 1) * b]
             x = self.data.images[idx]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Subset
 
 from sharpvision.config import DataConfig
 from sharpvision.data.bundle import DataBundle
@@ -30,19 +30,42 @@ def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
     return torch.randperm(n, generator=torch.Generator().manual_seed(epoch_seed(seed, epoch)))
 
 
-def train_loader_for_epoch(bundle: DataBundle, cfg: DataConfig, seed: int, epoch: int) -> DataLoader:
-    """Shuffled training batches of epoch ``epoch``; drop_last keeps every batch full (and even, for Mixup)."""
+def worker_order(n: int, batch_size: int, seed: int, epoch: int, rank: int = 0, world: int = 1,
+                 start: int = 0) -> torch.Tensor:
+    """The examples worker ``rank`` of ``world`` trains on in epoch ``epoch``, from batch ``start`` on.
+
+    Global batch s is ``epoch_order[s*B:(s+1)*B]``; worker r takes its r-th slice of B / world examples, so N workers
+    together see exactly the batches one process sees, and a resume at batch ``start`` skips what was done.
+    """
+    order = epoch_order(n, seed, epoch)
+    if world > 1:
+        steps = n // batch_size
+        order = order[:steps * batch_size].view(steps, world, batch_size // world)[:, rank].reshape(-1)
+    return order[start * (batch_size // world):]
+
+
+def train_loader_for_epoch(bundle: DataBundle, cfg: DataConfig, seed: int, epoch: int, rank: int = 0,
+                           world: int = 1, start: int = 0) -> DataLoader:
+    """Shuffled training batches of epoch ``epoch`` for worker ``rank`` (batch_size / world each) from batch
+    ``start``; drop_last keeps every batch full (and even, for Mixup)."""
     if len(bundle.train) < cfg.batch_size:
         raise DataError(f"the training set has {len(bundle.train)} examples, fewer than data.batch_size="
                         f"{cfg.batch_size}, so no full batch exists; lower data.batch_size or raise data.subset_train")
     generator = torch.Generator().manual_seed(epoch_seed(seed, epoch))  # seeds the workers' augmentations
-    order = epoch_order(len(bundle.train), seed, epoch).tolist()
-    return DataLoader(bundle.train, batch_size=cfg.batch_size, sampler=order, drop_last=True, generator=generator,
-                      num_workers=cfg.num_workers, pin_memory=torch.cuda.is_available())
+    order = worker_order(len(bundle.train), cfg.batch_size, seed, epoch, rank, world, start).tolist()
+    return DataLoader(bundle.train, batch_size=cfg.batch_size // world, sampler=order, drop_last=True,
+                      generator=generator, num_workers=cfg.num_workers, pin_memory=torch.cuda.is_available())
 
 
-def eval_loader(dataset: Dataset, cfg: DataConfig) -> DataLoader:
-    """Batches of ``dataset`` in order, the last one possibly short."""
+def eval_part(n: int, rank: int = 0, world: int = 1) -> range:
+    """Worker ``rank``'s contiguous share of ``n`` evaluation examples; the shares cover each example once."""
+    return range(rank * n // world, (rank + 1) * n // world)
+
+
+def eval_loader(dataset: Dataset, cfg: DataConfig, rank: int = 0, world: int = 1) -> DataLoader:
+    """Batches of ``dataset`` (worker ``rank``'s share of it) in order, the last one possibly short."""
+    if world > 1:
+        dataset = Subset(dataset, eval_part(len(dataset), rank, world))
     return DataLoader(dataset, batch_size=cfg.eval_batch_size, shuffle=False, num_workers=cfg.num_workers,
                       pin_memory=torch.cuda.is_available())
 

@@ -24,7 +24,8 @@ def uses_device_loader(cfg: DataConfig, bundle: DataBundle, device: torch.device
 
 @dataclass
 class Loaders:
-    """Training batches per epoch (order a function of (seed, epoch)), and test / val batches."""
+    """Worker ``rank``'s training batches per epoch (order a function of (seed, epoch)), and its share of the
+    test / val examples (evaluation sums are then added over the workers)."""
 
     bundle: DataBundle
     cfg: DataConfig
@@ -32,22 +33,26 @@ class Loaders:
     train_data: DeviceImages | None  # None: the DataLoader path
     test: Iterable
     val: Iterable | None
+    rank: int = 0
+    world: int = 1
 
     @classmethod
-    def build(cls, bundle: DataBundle, cfg: DataConfig, seed: int, device: torch.device) -> Loaders:
+    def build(cls, bundle: DataBundle, cfg: DataConfig, seed: int, device: torch.device, rank: int = 0,
+              world: int = 1) -> Loaders:
         if uses_device_loader(cfg, bundle, device):
             def on_device(ds):  # noqa: ANN001, ANN202 - local shorthand
-                return DeviceEvalLoader(DeviceImages.of(ds, bundle, device), cfg.eval_batch_size)
+                return DeviceEvalLoader(DeviceImages.of(ds, bundle, device).part(rank, world), cfg.eval_batch_size)
             return cls(bundle, cfg, seed, DeviceImages.of(bundle.train, bundle, device), on_device(bundle.test),
-                       on_device(bundle.val) if bundle.val is not None else None)
-        return cls(bundle, cfg, seed, None, eval_loader(bundle.test, cfg),
-                   eval_loader(bundle.val, cfg) if bundle.val is not None else None)
+                       on_device(bundle.val) if bundle.val is not None else None, rank, world)
+        return cls(bundle, cfg, seed, None, eval_loader(bundle.test, cfg, rank, world),
+                   eval_loader(bundle.val, cfg, rank, world) if bundle.val is not None else None, rank, world)
 
     @property
     def on_device(self) -> bool:
         return self.train_data is not None
 
-    def train_for_epoch(self, epoch: int) -> Iterable:
+    def train_for_epoch(self, epoch: int, start: int = 0) -> Iterable:
+        """This worker's batches of ``epoch`` from batch ``start`` (a resume inside an epoch skips the done ones)."""
         if self.train_data is not None:
-            return DeviceTrainLoader(self.train_data, self.cfg, self.seed, epoch)
-        return train_loader_for_epoch(self.bundle, self.cfg, self.seed, epoch)
+            return DeviceTrainLoader(self.train_data, self.cfg, self.seed, epoch, self.rank, self.world, start)
+        return train_loader_for_epoch(self.bundle, self.cfg, self.seed, epoch, self.rank, self.world, start)

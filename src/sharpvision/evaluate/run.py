@@ -13,24 +13,21 @@ from sharpvision.train.loop import Runtime, build_model
 
 
 def evaluate_run(target: str | Path, ema: bool = False, overrides: list[str] | None = None) -> dict[str, Any]:
-    """Test loss and accuracy of ``target`` (a run directory or ``.pt`` checkpoint) with its own recipe."""
-    target = Path(target)
-    path = target / "checkpoints" / "last.pt" if target.is_dir() else target
-    data = ckpt.load(path)
-    cfg = svconfig.from_dict(svconfig.apply_overrides(data["config"], overrides or []))
+    """Test loss and accuracy of ``target`` (a run directory or a checkpoint folder) with its own recipe."""
+    saved = ckpt.load(target)
+    cfg = svconfig.from_dict(svconfig.apply_overrides(saved.config, overrides or []))
     rt = Runtime.from_config(cfg)
     bundle = svdata.build_datasets(cfg.data)
     model = build_model(cfg, bundle)
-    weights = data["model"]
     if ema:
-        if data.get("ema") is None:
-            raise ckpt.CheckpointError(f"checkpoint {path}: the run kept no EMA weights (train.ema_decay was off)")
-        weights = {k.removeprefix("module."): v for k, v in data["ema"].items() if k.startswith("module.")}
-    try:
-        model.load_state_dict(weights)
-    except RuntimeError as e:
-        raise ckpt.CheckpointError(f"checkpoint {path}: does not fit model {cfg.model.name!r}: {e}") from None
+        if saved.ema is None:
+            raise ckpt.CheckpointError(f"checkpoint {saved.path}: the run kept no EMA weights (train.ema_decay was "
+                                       "off)")
+        weights = {k.removeprefix("module."): v for k, v in saved.ema.items() if k.startswith("module.")}
+    else:
+        weights = saved.model
+    ckpt.fit(model, weights, saved.path, f"model {cfg.model.name!r}")
     model.to(rt.device)
     metrics = evaluate(model, svdata.eval_loader(bundle.test, cfg.data), rt.device, rt.autocast)
-    return {"checkpoint": str(path), "model": cfg.model.name, "epoch": data["state"]["epoch"], "ema": ema,
+    return {"checkpoint": str(saved.path), "model": cfg.model.name, "epoch": saved.manifest["epoch"], "ema": ema,
             "test_loss": metrics["loss"], "test_accuracy": metrics["accuracy"], "n": metrics["n"]}

@@ -115,6 +115,7 @@ class SAM(Optimizer):
         self.model = model
         self._backup: list[tuple[torch.Tensor, torch.Tensor]] = []
         self._first_grads: list[torch.Tensor] = []  # g at w, kept for the variants' gradient combiners
+        self._first_count = 0  # perturbations whose g is summed in _first_grads
         self._shaped = False
 
     @property
@@ -178,8 +179,13 @@ class SAM(Optimizer):
         norm = self.grad_norm()
         scale = 1.0 / (norm + self.eps)
         items = self._grads()
-        if self.keeps_first_gradient:
-            self._first_grads = [grad.detach().clone() for _, _, grad in items]
+        if self.keeps_first_gradient:  # summed over the groups of one step (m-sharpness splits), averaged when used
+            first = [grad.detach() for _, _, grad in items]
+            if self._first_grads:
+                torch._foreach_add_(self._first_grads, first)
+            else:
+                self._first_grads = [g.clone() for g in first]
+            self._first_count += 1
         for group, p, grad in items:
             e = grad * (self.current_rho(group) * scale).to(grad.dtype)
             if (t := self._scale(group, p)) is not None:
@@ -205,9 +211,15 @@ class SAM(Optimizer):
         :meth:`_reuse` (on steps that skip it). The step methods call it themselves if the loop did not.
         """
         if not self._shaped:
+            if self._first_count > 1:
+                torch._foreach_div_(self._first_grads, float(self._first_count))
             self._combine() if self.perturbed else self._reuse()
-            self._first_grads = []
+            self._forget_first_gradient()
             self._shaped = True
+
+    def _forget_first_gradient(self) -> None:
+        self._first_grads = []
+        self._first_count = 0
 
     def _combine(self) -> None:
         """After the second backward: p.grad holds g_s = grad L(w + e), ``self._first_grads`` g (if kept)."""
@@ -270,7 +282,7 @@ class SAM(Optimizer):
                 self.shape_gradient()
         finally:
             self.unperturb()  # never leave the weights at w + e, even if a closure raised
-            self._first_grads = []
+            self._forget_first_gradient()
         self._base_step()
         return loss
 

@@ -11,23 +11,31 @@ from typing import Any
 class MetricLogger:
     """Appends one JSON record per line and mirrors numeric fields to TensorBoard.
 
-    On resume, records past the last checkpoint (``epoch > completed_epochs``) are dropped and
-    TensorBoard purges events after ``step``, so the log reads as one uninterrupted run.
+    On resume, records past the checkpoint (after its ``step``, or the epoch record of an epoch it ended inside)
+    are dropped and TensorBoard purges events after ``step``, so the log reads as one uninterrupted run.
+    ``enabled=False`` (workers other than rank 0) writes nothing.
     """
 
-    def __init__(self, run_dir: Path, completed_epochs: int = 0, step: int = 0, tensorboard: bool = True) -> None:
+    def __init__(self, run_dir: Path, completed_epochs: int = 0, step: int = 0, tensorboard: bool = True,
+                 enabled: bool = True) -> None:
         self.path = run_dir / "metrics.jsonl"
-        if self.path.exists():
-            kept = [line for line in self.path.read_text().splitlines()
-                    if line.strip() and json.loads(line).get("epoch", 0) < completed_epochs]
-            self.path.write_text("".join(line + "\n" for line in kept))
+        self.enabled = enabled
+        if enabled and self.path.exists():
+            records = [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
+            kept = [r for r in records if r.get("epoch", 0) < completed_epochs or (
+                r.get("epoch", 0) == completed_epochs and r.get("step", 0) <= step and "train_loss" not in r)]
+            tmp = self.path.with_name(".metrics.jsonl.tmp")
+            tmp.write_text("".join(json.dumps(r) + "\n" for r in kept))
+            tmp.replace(self.path)
         self.writer = None
-        if tensorboard:
+        if tensorboard and enabled:
             from torch.utils.tensorboard import SummaryWriter
             # events after the checkpoint's step (logged by the interrupted attempt) are dropped; those at it stay
             self.writer = SummaryWriter(str(run_dir / "tensorboard"), purge_step=step + 1)
 
     def log(self, record: dict[str, Any], step: int, prefix: str = "") -> None:
+        if not self.enabled:
+            return
         record = {"step": step, **{k: _clean(v) for k, v in record.items()}}
         with self.path.open("a") as f:
             f.write(json.dumps(record) + "\n")

@@ -1,4 +1,4 @@
-"""The training loop: read it top to bottom in :func:`train`, one epoch in :func:`train_one_epoch`.
+"""The training loop: read it top to bottom in :func:`_train`, one epoch in :func:`train_one_epoch`.
 
 Everything a step does lives in :mod:`sharpvision.train.step`; data comes as an iterable of (x, y)
 batches, so a device-resident loader or a compiled model slots in without touching this file.
@@ -10,6 +10,7 @@ import json
 import math
 import random
 import time
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm.auto import tqdm
 
@@ -28,6 +30,8 @@ from sharpvision.analysis.hessian import hessian_eigenvalues
 from sharpvision.config import Config, ConfigError
 from sharpvision.evaluate import evaluate
 from sharpvision.optim import SAM, build_optimizer, build_scheduler
+from sharpvision.train import checkpoint as ckpt
+from sharpvision.train import distributed
 from sharpvision.train.flops import passes_in_steps, peak_flops, train_flops_per_image
 from sharpvision.train.logging import MetricLogger
 from sharpvision.train.rundir import RunDir
@@ -113,17 +117,48 @@ def train(cfg: Config, out_dir: str | Path, resume: bool = False, stop_after_epo
           progress: bool = True) -> dict[str, Any]:
     """Train ``cfg`` into ``out_dir``; returns the summary (also written to ``summary.json``).
 
-    ``resume`` continues from ``checkpoints/last.pt`` exactly (weights, optimizer, schedule, EMA,
-    RNG states, epoch). ``stop_after_epoch`` ends this call early, as a preemption would.
+    ``resume`` continues from the newest checkpoint exactly (weights, optimizer, schedule, EMA, RNG states,
+    position in the epoch). ``stop_after_epoch`` ends this call early, as a preemption would. Under torchrun every
+    worker calls this; rank 0 writes the run directory.
     """
-    run = RunDir.open(out_dir, cfg, resume)
+    rt = Runtime.from_config(cfg)
+    d = distributed.setup(rt.device.type)
+    if rt.device.type == "cuda":
+        rt.device = torch.device("cuda", d.local_rank)
+    summary = _train(cfg, RunDir.open(out_dir, cfg, resume, writes=d.main), resume, stop_after_epoch,
+                     progress and d.main, rt, d)
+    distributed.shutdown(d)  # only after success: on an error torchrun stops the other workers
+    return summary
+
+
+@dataclass
+class Session:
+    """What every step of a run uses, built once by :func:`train`."""
+
+    cfg: Config
+    rt: Runtime
+    dist: distributed.Dist
+    model: nn.Module  # the plain model (evaluation, EMA, checkpoints); ``step`` may run a DDP / compiled wrapper
+    step: StepFn
+    scheduler: Any
+    ema: AveragedModel | None
+    mixup: Any
+    logger: MetricLogger
+    steps_per_epoch: int
+    checkpoint: Callable[[dict[str, Any]], None]  # saves the run with this loop state (a collective under DDP)
+    progress: bool
+
+
+def _train(cfg: Config, run: RunDir, resume: bool, stop_after_epoch: int | None, progress: bool, rt: Runtime,
+           d: distributed.Dist) -> dict[str, Any]:
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
-    rt = Runtime.from_config(cfg)
     seed_everything(cfg.seed)
     bundle = svdata.build_datasets(cfg.data, label_smoothing=cfg.train.label_smoothing)
     model = build_model(cfg, bundle).to(rt.device)
     model = rt.prepare(cfg, model, torch.zeros(2, bundle.in_chans, bundle.img_size, bundle.img_size))
+    if d.rank:  # the weights are rank 0's (DDP broadcasts them); dropout and augmentation draws differ per worker
+        seed_everything(distributed.rank_seed(cfg.seed, d.rank))
     optimizer = build_optimizer(model, cfg.optim, cfg.schedule.min_lr_ratio, fused=rt.device.type == "cuda")
     steps_per_epoch = _steps_per_epoch(len(bundle.train), cfg)
     scheduler = build_scheduler(optimizer, cfg.schedule, steps_per_epoch)
@@ -131,42 +166,57 @@ def train(cfg: Config, out_dir: str | Path, resume: bool = False, stop_after_epo
            if cfg.train.ema_decay else None)
     # soft (mixup) targets carry their own smoothing, set in the data bundle
     loss_fn = nn.CrossEntropyLoss(label_smoothing=0.0 if bundle.mixup else cfg.train.label_smoothing)
+    ddp = (DistributedDataParallel(model, device_ids=[rt.device.index] if rt.device.type == "cuda" else None)
+           if d.active else None)
     # the compiled module shares the model's parameters; evaluation and checkpoints use the model itself
-    forward = torch.compile(model, mode=cfg.train.compile_mode) if cfg.train.compile else model
-    step_fn = make_step(forward, optimizer, loss_fn, cfg.optim.clip_grad_norm, rt.autocast,
+    forward = torch.compile(ddp or model, mode=cfg.train.compile_mode) if cfg.train.compile else ddp or model
+    sharpness, m = distributed.sharpness_plan(cfg.optim.m if cfg.optim.sam else None, cfg.data.batch_size, d,
+                                              ddp.no_sync if ddp else nullcontext)
+    step_fn = make_step(forward, optimizer, loss_fn, cfg.optim.clip_grad_norm, rt.autocast, sharpness=sharpness,
                         sam_every=cfg.optim.sam_every, step_index=lambda: scheduler.last_epoch)  # restored on resume
 
-    state = {"epoch": 0, "step": 0, "train_time_s": 0.0, "wall_time_s": 0.0, "train_images": 0, "train_flops": 0.0}
-    if resume and run.checkpoint.exists():
-        state = {"train_flops": 0.0} | run.restore(model, optimizer, scheduler, ema)
-    logger = MetricLogger(run.path, completed_epochs=state["epoch"], step=state["step"])
+    state = {"epoch": 0, "step": 0, "epoch_step": 0, "partial": None, "train_time_s": 0.0, "wall_time_s": 0.0,
+             "train_images": 0, "train_flops": 0.0}
+    if resume and run.has_checkpoint:
+        state = run.restore(model, optimizer, scheduler, ema, d.rank)
+
+    def checkpoint(loop_state: dict[str, Any]) -> None:
+        rng = distributed.gather(d, ckpt.rng_state())  # every worker's streams, so each resumes its own
+        if d.main:
+            run.save(model, optimizer, scheduler, ema, loop_state, rng)
+
+    logger = MetricLogger(run.path, completed_epochs=state["epoch"], step=state["step"], enabled=d.main)
+    s = Session(cfg, rt, d, model, step_fn, scheduler, ema, bundle.mixup, logger, steps_per_epoch, checkpoint,
+                progress)
     sharp_every = cfg.train.sharpness_every
     sharp_data = (sample_batches(bundle.train_plain, min(cfg.train.sharpness_sample, len(bundle.train_plain)),
                                  cfg.data.eval_batch_size, seed=cfg.seed, device=rt.device) if sharp_every else None)
-    loaders = svdata.Loaders.build(bundle, cfg.data, cfg.seed, rt.device)  # on the device when it fits and pays
+    loaders = svdata.Loaders.build(bundle, cfg.data, cfg.seed, rt.device, d.rank, d.world)  # on the GPU if it pays
+    if progress:
+        print(f"{d.world} worker(s), batch {cfg.data.batch_size} ({cfg.data.batch_size // d.world} per worker)"
+              + (f", SAM perturbation per m={m} examples" if cfg.optim.sam else ""), flush=True)
     last = {}
     try:
         for epoch in range(state["epoch"], cfg.schedule.epochs):
             t0 = time.perf_counter()
-            stats = train_one_epoch(model, step_fn, scheduler, ema, loaders.train_for_epoch(epoch), bundle.mixup, rt,
-                                    cfg, epoch, state, steps_per_epoch, logger, progress)
-            record = {"epoch": epoch, **stats}
+            stats = train_one_epoch(s, epoch, loaders.train_for_epoch(epoch, state["epoch_step"]), state)
+            record = {"epoch": epoch, **stats, **({"sam_m": m} if cfg.optim.sam else {})}
             if (epoch + 1) % cfg.train.eval_every == 0 or epoch + 1 == cfg.schedule.epochs:
-                record |= _prefixed("test_", evaluate(model, loaders.test, rt.device, rt.autocast))
+                record |= _prefixed("test_", _evaluate(model, loaders.test, rt, d))
                 if loaders.val is not None:
-                    record |= _prefixed("val_", evaluate(model, loaders.val, rt.device, rt.autocast))
+                    record |= _prefixed("val_", _evaluate(model, loaders.val, rt, d))
                 if ema is not None:
-                    record |= _prefixed("ema_test_", evaluate(ema.module, loaders.test, rt.device, rt.autocast))
+                    record |= _prefixed("ema_test_", _evaluate(ema.module, loaders.test, rt, d))
             if sharp_every and ((epoch + 1) % sharp_every == 0 or epoch + 1 == cfg.schedule.epochs):
                 # cheap: a loose tolerance on a fixed sample; eval mode, own RNG, so training is unaffected
                 record["lambda_max"] = hessian_eigenvalues(model, nn.functional.cross_entropy, sharp_data,
                                                            tol=1e-2, seed=cfg.seed)["eigenvalues"][0]
             _refuse_to_save_divergence(record, model, epoch)
-            state["epoch"] = epoch + 1
+            state |= {"epoch": epoch + 1, "epoch_step": 0, "partial": None}
             state["wall_time_s"] += time.perf_counter() - t0
             record["wall_time_s"] = state["wall_time_s"]  # since the first step: time-to-accuracy curves
             logger.log(record, state["step"], prefix="epoch/")
-            run.save(model, optimizer, scheduler, ema, state)
+            checkpoint(state)
             last = record
             if progress:
                 print(_epoch_line(record, cfg.schedule.epochs), flush=True)
@@ -176,63 +226,95 @@ def train(cfg: Config, out_dir: str | Path, resume: bool = False, stop_after_epo
         logger.close()
     if state["epoch"] < cfg.schedule.epochs:
         return {"stopped_at_epoch": state["epoch"], "run_dir": str(run.path)}
-    summary = _summary(cfg, model, optimizer, rt, state, last or run.last_epoch_record())
-    run.write_summary(summary)
+    summary = _summary(cfg, model, optimizer, rt, d, m, state, last or run.last_epoch_record())
+    if d.main:
+        run.write_summary(summary)
     return summary
 
 
-def train_one_epoch(model: nn.Module, step_fn: StepFn, scheduler: Any, ema: AveragedModel | None, loader: Any,
-                    mixup: Any, rt: Runtime, cfg: Config, epoch: int, state: dict[str, Any], steps: int,
-                    logger: MetricLogger, progress: bool) -> dict[str, float]:
-    """One pass over ``loader``; sums live on the device and are read once per ``log_every`` steps."""
-    model.train()
-    dev = rt.device
-    loss_sum = torch.zeros((), device=dev, dtype=torch.float64)
-    correct = torch.zeros((), device=dev, dtype=torch.int64)
-    seen, t0, first_step = 0, time.perf_counter(), state["step"]
-    bar = tqdm(total=steps, desc=f"epoch {epoch + 1}/{cfg.schedule.epochs}", leave=False,
-               disable=None if progress else True)  # None: on only when stderr is a terminal
-    for i, (x, y) in enumerate(loader):
-        if i >= steps:
+def train_one_epoch(s: Session, epoch: int, loader: Any, state: dict[str, Any]) -> dict[str, float]:
+    """One pass over ``loader`` (from ``state['epoch_step']`` on, after a resume inside the epoch).
+
+    Sums live on the device and are read, summed over the workers, once per ``log_every`` steps; every
+    ``train.checkpoint_every`` steps the run is checkpointed with its place in the epoch and the sums so far.
+    """
+    s.model.train()
+    cfg, rt, dev = s.cfg, s.rt, s.rt.device
+    start, partial = state["epoch_step"], state["partial"] or {}
+    sums = torch.zeros(2, device=dev, dtype=torch.float64)  # loss * n, correct (a resumed epoch's on rank 0)
+    seen = 0
+    if s.dist.main and partial:
+        sums += torch.tensor([partial["loss_sum"], partial["correct"]], dtype=torch.float64, device=dev)
+        seen = partial["seen"]
+
+    def totals() -> tuple[float, float, float]:  # loss sum, correct, examples: the epoch so far, all workers
+        loss_sum, correct, n = distributed.sum_all(s.dist, torch.cat([sums, sums.new_tensor([seen])])).tolist()
+        return loss_sum, correct, n
+
+    t0, epoch_first, done_before = time.perf_counter(), state["step"] - start, partial.get("elapsed", 0.0)
+    bar = tqdm(total=s.steps_per_epoch, initial=start, desc=f"epoch {epoch + 1}/{cfg.schedule.epochs}",
+               leave=False, disable=None if s.progress else True)  # None: on only when stderr is a terminal
+    every = cfg.train.checkpoint_every
+    for i, (x, y) in enumerate(loader, start=start):
+        if i >= s.steps_per_epoch:
             break
         x, y = rt.to_device(x), y.to(dev, non_blocking=True)
         hard = y
-        if mixup is not None:
-            x, y = mixup(x, y)
-        loss, logits = step_fn(x, y)
-        scheduler.step()
-        if ema is not None:
-            ema.update_parameters(model)
-        loss_sum += loss.double() * hard.numel()
-        correct += (logits.argmax(1) == hard).sum()
+        if s.mixup is not None:
+            x, y = s.mixup(x, y)
+        loss, logits = s.step(x, y)
+        s.scheduler.step()
+        if s.ema is not None:
+            s.ema.update_parameters(s.model)
+        sums[0] += loss.double() * hard.numel()
+        sums[1] += (logits.argmax(1) == hard).sum()
         seen += hard.numel()
         state["step"] += 1
         bar.update()
-        if state["step"] % cfg.train.log_every == 0 or i + 1 == steps:
-            mean_loss = _finite_or_raise(loss_sum.item() / seen, epoch, state["step"])
-            speed = _speed(rt, cfg, first_step, i + 1, seen, time.perf_counter() - t0)
-            lr = scheduler.get_last_lr()[0]
-            bar.set_postfix(loss=f"{mean_loss:.4f}", acc=f"{correct.item() / seen:.3f}",
-                            img_s=f"{speed['images_per_s']:.0f}",
+        last = i + 1 == s.steps_per_epoch
+        if state["step"] % cfg.train.log_every == 0 or last:
+            loss_sum, correct, n = totals()
+            mean_loss = _finite_or_raise(loss_sum / n, epoch, state["step"])
+            speed = _speed(s, epoch_first, state["step"] - epoch_first, n, time.perf_counter() - t0 + done_before)
+            bar.set_postfix(loss=f"{mean_loss:.4f}", acc=f"{correct / n:.3f}", img_s=f"{speed['images_per_s']:.0f}",
                             **({"mfu": f"{speed['mfu']:.1%}"} if speed["mfu"] is not None else {}))
-            logger.log({"epoch": epoch, "loss": mean_loss, "lr": lr, **_numbers(speed)}, state["step"],
-                       prefix="train/")
+            s.logger.log({"epoch": epoch, "loss": mean_loss, "lr": s.scheduler.get_last_lr()[0], **_numbers(speed)},
+                         state["step"], prefix="train/")
+        if every and state["step"] % every == 0 and not last:  # the epoch's end has its own checkpoint
+            loss_sum, correct, n = totals()
+            s.checkpoint(state | {"epoch_step": i + 1, "partial": {
+                "loss_sum": loss_sum, "correct": int(correct), "seen": int(n),
+                "elapsed": time.perf_counter() - t0 + done_before}})
     bar.close()
-    elapsed = time.perf_counter() - t0
-    speed = _speed(rt, cfg, first_step, state["step"] - first_step, seen, elapsed)
+    elapsed = time.perf_counter() - t0 + done_before
+    loss_sum, correct, n = totals()
+    speed = _speed(s, epoch_first, state["step"] - epoch_first, n, elapsed)
     state["train_time_s"] += elapsed
-    state["train_images"] += seen
+    state["train_images"] += int(n)
     state["train_flops"] += speed["tflops_per_s"] * 1e12 * elapsed
-    return {"train_loss": loss_sum.item() / seen, "train_accuracy": correct.item() / seen,
-            "lr": scheduler.get_last_lr()[0], "train_time_s": elapsed, **_numbers(speed)}
+    return {"train_loss": loss_sum / n, "train_accuracy": correct / n, "lr": s.scheduler.get_last_lr()[0],
+            "train_time_s": elapsed, **_numbers(speed)}
 
 
-def _speed(rt: Runtime, cfg: Config, first_step: int, steps: int, images: int, seconds: float) -> dict[str, Any]:
-    """images/s, model TFLOP/s (every pass a step runs, see train.flops) and MFU (None without a known peak)."""
-    passes = passes_in_steps(first_step, steps, cfg.optim.sam, cfg.optim.sam_every)
-    flops_per_s = rt.flops_per_image * cfg.data.batch_size * passes / max(seconds, 1e-9)
+def _evaluate(model: nn.Module, loader: Any, rt: Runtime, d: distributed.Dist) -> dict[str, float]:
+    """Loss and accuracy over the whole set: each worker evaluates its share with rank 0's buffers; sums are added."""
+    distributed.broadcast_buffers(d, model)
+    local = evaluate(model, loader, rt.device, rt.autocast)
+    if d.world == 1:
+        return local
+    n = local["n"]
+    loss_sum, correct, n = distributed.sum_all(d, torch.tensor([local["loss"] * n, local["accuracy"] * n, n],
+                                                               dtype=torch.float64, device=rt.device)).tolist()
+    return {"loss": loss_sum / n, "accuracy": round(correct) / n, "n": int(n)}
+
+
+def _speed(s: Session, first_step: int, steps: int, images: float, seconds: float) -> dict[str, Any]:
+    """images/s, model TFLOP/s (every pass a step runs, see train.flops; all workers) and MFU (None without a
+    known peak)."""
+    passes = passes_in_steps(first_step, steps, s.cfg.optim.sam, s.cfg.optim.sam_every)
+    flops_per_s = s.rt.flops_per_image * s.cfg.data.batch_size * passes / max(seconds, 1e-9)
     return {"images_per_s": images / max(seconds, 1e-9), "tflops_per_s": flops_per_s / 1e12,
-            "mfu": flops_per_s / rt.peak_flops if rt.peak_flops else None}
+            "mfu": flops_per_s / (s.rt.peak_flops * s.dist.world) if s.rt.peak_flops else None}
 
 
 def _numbers(record: dict[str, Any]) -> dict[str, Any]:
@@ -279,8 +361,8 @@ def _epoch_line(r: dict[str, Any], epochs: int) -> str:
     return "  ".join(parts)
 
 
-def _summary(cfg: Config, model: nn.Module, optimizer: Any, rt: Runtime, state: dict[str, Any],
-             last: dict[str, Any]) -> dict[str, Any]:
+def _summary(cfg: Config, model: nn.Module, optimizer: Any, rt: Runtime, d: distributed.Dist, m: int | None,
+             state: dict[str, Any], last: dict[str, Any]) -> dict[str, Any]:
     base = optimizer.base_optimizer if isinstance(optimizer, SAM) else optimizer
     opt_name = type(base).__name__
     if isinstance(optimizer, SAM):
@@ -289,6 +371,7 @@ def _summary(cfg: Config, model: nn.Module, optimizer: Any, rt: Runtime, state: 
         alpha = f", alpha={optimizer.alpha}" if hasattr(optimizer, "alpha") else ""
         opt_name = f"{kind[cfg.optim.variant]}({opt_name}, {rho}{alpha})"
         opt_name += f" every {cfg.optim.sam_every} steps" if cfg.optim.sam_every > 1 else ""
+    peak = rt.peak_flops * d.world if rt.peak_flops else None
     return {
         "name": cfg.name,
         "model": cfg.model.name,
@@ -302,9 +385,12 @@ def _summary(cfg: Config, model: nn.Module, optimizer: Any, rt: Runtime, state: 
         "images_per_s": state["train_images"] / max(state["train_time_s"], 1e-9),
         "flops_per_image": rt.flops_per_image,  # one training forward + backward
         "tflops_per_s": state["train_flops"] / max(state["train_time_s"], 1e-9) / 1e12,
-        "mfu": state["train_flops"] / max(state["train_time_s"], 1e-9) / rt.peak_flops if rt.peak_flops else None,
+        "mfu": state["train_flops"] / max(state["train_time_s"], 1e-9) / peak if peak else None,
         "wall_time_s": state["wall_time_s"],
-        "device": device_name(rt.device),
+        "workers": d.world,
+        "batch_size": cfg.data.batch_size,
+        **({"sam_m": m} if isinstance(optimizer, SAM) else {}),
+        "device": device_name(rt.device) + (f" x {d.world}" if d.world > 1 else ""),
         "precision": str(rt.amp_dtype).replace("torch.", "") if rt.amp_dtype else "fp32",
         "torch": str(torch.__version__),
     }

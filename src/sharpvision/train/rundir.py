@@ -1,26 +1,37 @@
 """A run directory: resolved config, checkpoints, metrics, summary.
 
     runs/<name>/config.yaml            the resolved recipe (what ran, every default filled in)
-    runs/<name>/checkpoints/last.pt    weights + everything needed to resume, written atomically
+    runs/<name>/checkpoints/           the newest train.keep_checkpoints checkpoints and ``latest`` (see checkpoint.py)
     runs/<name>/metrics.jsonl          one JSON record per log interval and per epoch
     runs/<name>/tensorboard/           TensorBoard events
     runs/<name>/summary.json           final figures
+
+Under torchrun only rank 0 writes here; every rank reads (multi-node runs need --out on a shared filesystem).
 """
 
 from __future__ import annotations
 
 import json
+import platform
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import safetensors
+import timm
 import torch
 import yaml
 from torch import nn
 
+import sharpvision
 from sharpvision import config as svconfig
 from sharpvision.config import Config
 from sharpvision.train import checkpoint as ckpt
+
+# fields a resumed run may change: where the data lives and how the run is observed, not what it computes
+RESUME_MAY_CHANGE = ("data.root", "data.num_workers", "train.threads", "train.log_every", "train.checkpoint_every",
+                     "train.keep_checkpoints")
 
 
 class RunDirError(RuntimeError):
@@ -31,61 +42,77 @@ class RunDirError(RuntimeError):
 class RunDir:
     path: Path
     cfg: Config
+    writes: bool = True  # False on ranks other than 0
 
     @property
-    def checkpoint(self) -> Path:
-        return self.path / "checkpoints" / "last.pt"
+    def checkpoints(self) -> Path:
+        return self.path / "checkpoints"
+
+    @property
+    def has_checkpoint(self) -> bool:
+        return ckpt.exists(self.checkpoints)
 
     @classmethod
-    def open(cls, path: str | Path, cfg: Config, resume: bool) -> RunDir:
+    def open(cls, path: str | Path, cfg: Config, resume: bool, writes: bool = True) -> RunDir:
         """Create a new run directory, or reopen one to resume; never silently overwrite finished work.
 
-        A directory whose run never finished an epoch (no checkpoint: it failed while starting, say) holds
-        nothing to lose and is reused as new.
+        A directory whose run never wrote a checkpoint (it failed while starting, say) holds nothing to lose and
+        is reused as new.
         """
         path = Path(path)
+        if path.exists() and not path.is_dir():
+            raise RunDirError(f"run directory {path} is a file; choose another --out")
         config_file = path / "config.yaml"
-        if config_file.exists() and (path / "checkpoints" / "last.pt").exists():
+        run = cls(path, cfg, writes)
+        if run.has_checkpoint:
             if not resume:
                 raise RunDirError(f"run directory {path} already holds a run; pass --resume to continue it "
                                   "or choose another --out")
-            saved = yaml.safe_load(config_file.read_text())
-            diff = _diff(saved, cfg.to_dict())
-            if diff:
-                raise RunDirError(f"--resume: the recipe differs from {config_file} in {', '.join(diff)}; "
-                                  "resume with the same recipe or start a new run directory")
-        path.mkdir(parents=True, exist_ok=True)
-        svconfig.dump(cfg, config_file)
-        return cls(path, cfg)
+            try:
+                saved = yaml.safe_load(config_file.read_text())
+            except (OSError, yaml.YAMLError) as e:
+                raise RunDirError(f"--resume: cannot read {config_file} ({e})") from None
+            _refuse_changes(saved, cfg, str(config_file))
+        if writes:
+            path.mkdir(parents=True, exist_ok=True)
+            svconfig.dump(cfg, config_file)
+        return run
 
     def save(self, model: nn.Module, optimizer: Any, scheduler: Any, ema: nn.Module | None,
-             state: dict[str, Any]) -> None:
-        ckpt.atomic_save({
-            "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "ema": ema.state_dict() if ema is not None else None,
-            "state": dict(state),
-            "rng": ckpt.rng_state(),
-            "config": self.cfg.to_dict(),
-            "torch": str(torch.__version__),
-        }, self.checkpoint)
+             loop_state: dict[str, Any], rng: list[dict[str, Any]]) -> None:
+        """Checkpoint the run; ``rng`` holds every rank's RNG states (rank order). Only the writing rank calls it."""
+        state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "loop": dict(loop_state),
+                 "rng": rng}
+        manifest = {"epoch": loop_state["epoch"], "model": self.cfg.model.name, "world_size": len(rng),
+                    "versions": versions(), "config": self.cfg.to_dict()}
+        ckpt.save(self.checkpoints, loop_state["step"], model.state_dict(),
+                  ema.state_dict() if ema is not None else None, state, manifest, self.cfg.train.keep_checkpoints)
 
-    def restore(self, model: nn.Module, optimizer: Any, scheduler: Any, ema: nn.Module | None) -> dict[str, Any]:
-        """Load the checkpoint into the live objects; tensors go to CPU first (RNG states must stay there) and
-        ``load_state_dict`` moves weights and optimizer state to their parameters' device."""
-        data = ckpt.load(self.checkpoint, map_location="cpu")
+    def restore(self, model: nn.Module, optimizer: Any, scheduler: Any, ema: nn.Module | None,
+                rank: int = 0) -> dict[str, Any]:
+        """Load the newest checkpoint into the live objects and this rank's RNG; returns the loop state.
+
+        Tensors go to CPU first (RNG states must stay there); ``load_state_dict`` moves weights and optimizer
+        state to their parameters' device.
+        """
+        data = ckpt.load(self.checkpoints, map_location="cpu")
+        _refuse_changes(data.config, self.cfg, f"checkpoint {data.path}")
+        ckpt.fit(model, data.model, data.path / "model.safetensors", f"model {self.cfg.model.name!r}")
         try:
-            model.load_state_dict(data["model"])
-        except RuntimeError as e:
-            raise ckpt.CheckpointError(f"checkpoint {self.checkpoint}: does not fit model "
-                                       f"{self.cfg.model.name!r}: {e}") from None
-        optimizer.load_state_dict(data["optimizer"])
-        scheduler.load_state_dict(data["scheduler"])
-        if ema is not None and data["ema"] is not None:
-            ema.load_state_dict(data["ema"])
-        ckpt.set_rng_state(data["rng"])
-        return data["state"]
+            optimizer.load_state_dict(data.state["optimizer"])
+            scheduler.load_state_dict(data.state["scheduler"])
+        except (ValueError, KeyError, RuntimeError) as e:
+            raise ckpt.CheckpointError(f"checkpoint {data.path / 'state.pt'}: the optimizer state does not fit "
+                                       f"({e})") from None
+        if ema is not None and data.ema is not None:
+            ckpt.fit(ema, data.ema, data.path / "ema.safetensors", "the EMA model")
+        rng = data.state["rng"]
+        if rank < len(rng):
+            ckpt.set_rng_state(rng[rank])
+        else:  # more workers than when saved: order and weights are exact, this rank's random draws are new
+            warnings.warn(f"checkpoint {data.path}: saved by {len(rng)} process(es); rank {rank} starts fresh "
+                          "random streams (dropout, augmentation), so the resumed run is not bit-exact", stacklevel=2)
+        return data.state["loop"]
 
     def last_epoch_record(self) -> dict[str, Any]:
         records = [json.loads(line) for line in (self.path / "metrics.jsonl").read_text().splitlines() if line]
@@ -95,6 +122,19 @@ class RunDir:
         tmp = self.path / ".summary.json.tmp"
         tmp.write_text(json.dumps(summary, indent=2) + "\n")
         tmp.replace(self.path / "summary.json")
+
+
+def versions() -> dict[str, str]:
+    """What wrote a checkpoint, recorded in its manifest."""
+    return {"sharpvision": sharpvision.__version__, "torch": str(torch.__version__), "timm": timm.__version__,
+            "safetensors": safetensors.__version__, "python": platform.python_version()}
+
+
+def _refuse_changes(saved: Any, cfg: Config, source: str) -> None:
+    diff = [d for d in _diff(saved, cfg.to_dict()) if not d.startswith(tuple(f"{f} (" for f in RESUME_MAY_CHANGE))]
+    if diff:
+        raise RunDirError(f"--resume: the recipe differs from {source} in {', '.join(diff)}; resume with the same "
+                          "recipe or start a new run directory")
 
 
 def _diff(a: Any, b: Any, prefix: str = "") -> list[str]:

@@ -7,7 +7,8 @@ here once. Returned tensors are detached and stay on the device: no host synchro
 from __future__ import annotations
 
 from collections.abc import Callable
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -18,32 +19,49 @@ from sharpvision.optim.sam import SAM, frozen_bn_stats, replay_rng
 StepFn = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
 
+@dataclass
+class Sharpness:
+    """Which examples one SAM perturbation is computed on (m-sharpness, Foret et al. Sec. 4.1).
+
+    ``splits`` groups of m examples per worker batch, each with its own ascent; ``no_sync`` keeps the ascent
+    gradient on this worker (DDP's ``no_sync``: forward and backward inside it); ``share``, when m spans several
+    workers, averages the ascent gradient over them. The default is one perturbation per batch of one process.
+    """
+
+    splits: int = 1
+    no_sync: Callable[[], AbstractContextManager] = field(default=nullcontext)
+    share: Callable[[list[torch.Tensor]], None] | None = None
+
+
 def make_step(model: nn.Module, optimizer: Optimizer, loss_fn: nn.Module, clip_grad_norm: float | None,
               autocast: Callable[[], AbstractContextManager], sam_every: int = 1,
-              step_index: Callable[[], int] | None = None) -> StepFn:
+              step_index: Callable[[], int] | None = None, sharpness: Sharpness | None = None) -> StepFn:
     """A training step for ``optimizer``: two passes when it is a :class:`SAM`, one otherwise.
 
     ``sam_every=k`` (SAM-k, Composer's ``interval``): SAM's two passes only on steps whose ``step_index()`` is a
     multiple of k; the others take one pass and a plain base-optimizer step, so they really cost one pass. The
     index comes from the caller (the trainer passes the scheduler's step count, which a resume restores).
+    ``sharpness`` sets m (see :class:`Sharpness`); under DDP the descent gradient is all-reduced as usual.
     """
     if sam_every < 1:
         raise ValueError(f"sam_every must be >= 1, got {sam_every}")
     if sam_every > 1 and (step_index is None or not isinstance(optimizer, SAM)):
         raise ValueError("sam_every > 1 needs a SAM optimizer and a step_index callable")
+    sharpness = sharpness or Sharpness()
+    params = [p for group in optimizer.param_groups for p in group["params"]]
 
-    def forward_backward(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward_backward(x: torch.Tensor, y: torch.Tensor, scale: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
         with autocast():
             logits = model(x)
             loss = loss_fn(logits, y)
-        loss.backward()
+        (loss * scale if scale != 1.0 else loss).backward()
         return loss.detach(), logits.detach()
 
     def descend() -> None:
         if isinstance(optimizer, SAM):  # GSAM / LookSAM combine their gradients first
             optimizer.shape_gradient()
         if clip_grad_norm is not None:  # the gradient that moves the weights is the one clipped
-            torch.nn.utils.clip_grad_norm_(model.parameters(), clip_grad_norm)
+            torch.nn.utils.clip_grad_norm_(params, clip_grad_norm)
         if isinstance(optimizer, SAM) and optimizer.perturbed:
             optimizer.unperturb_and_step()
         elif isinstance(optimizer, SAM):  # a SAM-k / LookSAM step without the ascent
@@ -57,17 +75,38 @@ def make_step(model: nn.Module, optimizer: Optimizer, loss_fn: nn.Module, clip_g
         descend()
         return out
 
+    def ascend(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """L(w) and its gradient on this group, kept local, shared over m's workers if m spans several; perturb."""
+        with sharpness.no_sync():
+            out = forward_backward(x, y)
+        if sharpness.share is not None:
+            sharpness.share([p.grad for p in params if p.grad is not None])
+        optimizer.perturb()
+        optimizer.zero_grad(set_to_none=True)
+        return out
+
     def sam_step(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if sam_every > 1 and step_index() % sam_every:
             return base_step(x, y)
-        with replay_rng() as replay:
-            out = forward_backward(x, y)  # L(w): the loss we report
-            optimizer.perturb()
-            optimizer.zero_grad(set_to_none=True)
-            replay()  # same dropout masks at w + e
-            with frozen_bn_stats(model):  # BN running statistics from the first pass only
-                forward_backward(x, y)
+        n = sharpness.splits
+        outs, held = [], []  # held: the descent gradients of the groups done so far, summed
+        for j, (xj, yj) in enumerate(zip(x.chunk(n), y.chunk(n))):
+            last = j == n - 1
+            with replay_rng() as replay:
+                outs.append(ascend(xj, yj))  # L(w): the loss we report
+                for p, g in held:
+                    p.grad = g
+                replay()  # same dropout masks at w + e
+                # BN running statistics from the first pass only; the last group's backward all-reduces the sum
+                with frozen_bn_stats(model), (nullcontext() if last else sharpness.no_sync()):
+                    forward_backward(xj, yj, 1.0 / n)
+            if not last:
+                held = [(p, p.grad) for p in params if p.grad is not None]
+                optimizer.zero_grad(set_to_none=True)
+                optimizer.unperturb()
         descend()
-        return out
+        if n == 1:
+            return outs[0]
+        return torch.stack([loss for loss, _ in outs]).mean(), torch.cat([logits for _, logits in outs])
 
     return sam_step if isinstance(optimizer, SAM) else base_step

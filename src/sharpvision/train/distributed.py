@@ -1,0 +1,139 @@
+"""Many processes through torchrun: who am I, sums over all workers, buffers from rank 0.
+
+``torchrun --nproc-per-node N -m sharpvision train RECIPE`` sets RANK, WORLD_SIZE and LOCAL_RANK; :func:`setup`
+then joins the process group (NCCL on CUDA, gloo on CPU). Without them everything here is a no-op for one process,
+so the trainer has one code path.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from functools import partial
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from sharpvision.config import ConfigError
+from sharpvision.train.step import Sharpness
+
+
+@dataclass(frozen=True)
+class Dist:
+    """This process's place among the workers; ``rank 0 of 1`` when not launched by torchrun."""
+
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+    active: bool = False  # a process group is initialized (torchrun, even with one process)
+    owns_group: bool = False  # :func:`setup` created it, so :func:`shutdown` destroys it
+
+    @property
+    def main(self) -> bool:
+        """Rank 0 logs, shows progress and writes checkpoints."""
+        return self.rank == 0
+
+
+def launched() -> bool:
+    """Whether this process was started by torchrun (or another launcher that sets RANK and WORLD_SIZE)."""
+    return "RANK" in os.environ and "WORLD_SIZE" in os.environ
+
+
+def setup(device_kind: str) -> Dist:
+    """Join the process group when launched by torchrun (reusing one the caller already made); else one process.
+
+    ``device_kind`` ('cpu' or 'cuda') picks the backend and, on CUDA, binds this process to GPU LOCAL_RANK.
+    """
+    if not launched():
+        return Dist()
+    rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+    local_rank = int(os.environ.get("LOCAL_RANK", rank))
+    if device_kind == "cuda":
+        if local_rank >= torch.cuda.device_count():
+            raise ConfigError(f"train.device: LOCAL_RANK={local_rank} but torch sees {torch.cuda.device_count()} "
+                              "CUDA device(s); start at most that many processes per node")
+        torch.cuda.set_device(local_rank)
+    owns = not dist.is_initialized()
+    if owns:
+        dist.init_process_group("nccl" if device_kind == "cuda" else "gloo")
+    return Dist(rank, world, local_rank, active=True, owns_group=owns)
+
+
+def shutdown(d: Dist) -> None:
+    """Leave the process group after a run that finished (on an error the process just exits and torchrun
+    stops the other workers, which may be waiting in a collective that will never complete)."""
+    if d.owns_group and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
+def sum_all(d: Dist, values: torch.Tensor) -> torch.Tensor:
+    """``values`` summed over all workers (in place, and returned): global losses, counts, accuracies."""
+    if d.active and d.world > 1:
+        dist.all_reduce(values)
+    return values
+
+
+def gather(d: Dist, obj: object) -> list[object]:
+    """Every worker's ``obj`` in rank order (pickled through the process group; used for RNG states)."""
+    if not d.active or d.world == 1:
+        return [obj]
+    out: list[object] = [None] * d.world
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def broadcast_buffers(d: Dist, module: nn.Module) -> None:
+    """Rank 0's buffers (BatchNorm running statistics) to every worker, so all evaluate and save the same model."""
+    if d.active and d.world > 1:
+        for buf in module.buffers():
+            dist.broadcast(buf, src=0)
+
+
+def mean_over_group(group: dist.ProcessGroup | None, size: int, tensors: list[torch.Tensor]) -> None:
+    """Average ``tensors`` over the ``size`` workers of ``group`` in place, as one flat all-reduce."""
+    flat = torch.cat([t.reshape(-1) for t in tensors])
+    dist.all_reduce(flat, group=group)
+    flat /= size
+    offset = 0
+    for t in tensors:
+        t.copy_(flat[offset:offset + t.numel()].view_as(t))
+        offset += t.numel()
+
+
+def sharpness_plan(m: int | None, batch_size: int, d: Dist,
+                   no_sync: Callable[[], AbstractContextManager]) -> tuple[Sharpness, int]:
+    """How SAM perturbs under ``d``'s workers for ``optim.m`` (None: each worker's batch); returns the plan and m.
+
+    m below the worker batch splits it into groups (one ascent each); m above it shares the ascent gradient
+    over the m / worker-batch workers of a subgroup; m equal to ``batch_size`` is one perturbation for the
+    whole global batch, as one process would compute it.
+    """
+    if batch_size % d.world:
+        raise ConfigError(f"data.batch_size: {batch_size} does not split evenly over {d.world} workers; use a "
+                          f"multiple of {d.world} (it is the global batch)")
+    local = batch_size // d.world
+    m = m or local
+    if m <= local:
+        if local % m:
+            raise ConfigError(f"optim.m: {m} must divide the per-worker batch {local} (data.batch_size "
+                              f"{batch_size} over {d.world} workers) or be a multiple of it")
+        return Sharpness(splits=local // m, no_sync=no_sync), m
+    span = m // local
+    if m % local or d.world % span:
+        raise ConfigError(f"optim.m: {m} must be a multiple of the per-worker batch {local} that divides "
+                          f"data.batch_size={batch_size}, or divide {local}")
+    group = None if span == d.world else dist.new_subgroups(group_size=span)[0]
+    return Sharpness(no_sync=no_sync, share=partial(mean_over_group, group, span)), m
+
+
+def rank_seed(seed: int, rank: int) -> int:
+    """Rank r's seed for dropout, drop-path and augmentation: distinct per worker, rank 0 keeps ``seed``."""
+    return (seed + 1_000_003 * rank) % 2**32
+
+
+__all__ = ["Dist", "broadcast_buffers", "gather", "launched", "mean_over_group", "rank_seed", "setup",
+           "sharpness_plan", "shutdown", "sum_all"]
