@@ -1,0 +1,184 @@
+"""torchrun DDP on CPU (gloo): m-sharpness semantics, equality with one process, resume, errors.
+
+The probe (``tests/ddp_probe.py``, 4 workers) checks the step itself against an independent m-sharpness
+computation; the trainer tests launch ``torchrun -m sharpvision train`` with 2 workers, as a user would.
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from sharpvision import config
+from sharpvision.config import ConfigError
+from sharpvision.data.loaders import epoch_order, eval_part, worker_order
+from sharpvision.train import checkpoint as ckpt
+from sharpvision.train import distributed, train
+
+sys.path.insert(0, str(Path(__file__).parent))
+import ddp_probe  # noqa: E402
+
+ROOT = Path(__file__).parents[1]
+TINY = ROOT / "configs" / "tiny.yaml"
+SMALL = ["data.subset_train=256", "data.subset_test=128", "train.max_steps_per_epoch=3", "train.log_every=2",
+         "schedule.epochs=2"]
+HAS_DATA = Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz").exists()
+needs_data = pytest.mark.skipif(not HAS_DATA, reason="needs the Debian package dataset-fashion-mnist")
+
+
+def torchrun(n: int, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={n}", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1"})
+
+
+def hand_m_sharpness(m: int) -> torch.Tensor:
+    """SAM with one perturbation per group of m examples, written out: the reference for the probe's weights."""
+    model, (x, y) = ddp_probe.net(), ddp_probe.data()
+    params = list(model.parameters())
+    for s in range(ddp_probe.STEPS):
+        descent = [torch.zeros_like(p) for p in params]
+        for xg, yg in zip(x[s].split(m), y[s].split(m)):
+            g = torch.autograd.grad(nn.functional.cross_entropy(model(xg), yg), params)
+            norm = torch.sqrt(sum((gi ** 2).sum() for gi in g))
+            with torch.no_grad():
+                for p, gi in zip(params, g):
+                    p.add_(0.5 * gi / norm)  # rho = 0.5
+            d = torch.autograd.grad(nn.functional.cross_entropy(model(xg), yg), params)
+            with torch.no_grad():
+                for p, gi, di, acc in zip(params, g, d, descent):
+                    p.sub_(0.5 * gi / norm)
+                    acc.add_(di / (len(x[s]) // m))
+        with torch.no_grad():
+            for p, acc in zip(params, descent):
+                p.sub_(0.5 * acc)  # SGD, lr = 0.5
+    return torch.cat([p.detach().flatten() for p in params])
+
+
+def first_gradient(lo: int, hi: int) -> torch.Tensor:
+    model, (x, y) = ddp_probe.net(), ddp_probe.data()
+    g = torch.autograd.grad(nn.functional.cross_entropy(model(x[0, lo:hi]), y[0, lo:hi]), list(model.parameters()))
+    return torch.cat([gi.flatten() for gi in g])
+
+
+@pytest.fixture(scope="module")
+def probe(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    out = tmp_path_factory.mktemp("probe") / "probe.pt"
+    done = torchrun(4, str(ROOT / "tests" / "ddp_probe.py"), str(out))
+    assert done.returncode == 0, done.stderr[-3000:]
+    return torch.load(out, weights_only=True)
+
+
+@pytest.mark.parametrize("m", [2, 4, 8, 16])
+def test_ddp_sam_step_is_m_sharpness(probe: dict, m: int) -> None:
+    """4 workers x 4 examples: each perturbation uses the gradient of exactly its m examples (kept local, split or
+    shared over a subgroup as m asks); the descent is all-reduced, so every worker ends with the same weights, and
+    those match the hand computation."""
+    result = probe[m]
+    assert result["m"] == m
+    weights = result["weights"]
+    assert all(torch.equal(w, weights[0]) for w in weights), "workers drifted apart"
+    torch.testing.assert_close(weights[0], hand_m_sharpness(m), rtol=1e-5, atol=1e-6)
+    firsts = [a[0] for a in result["ascents"]]  # each rank's first perturbation of the first step
+    for rank, got in enumerate(firsts):
+        lo = rank * 4 if m <= 4 else rank * 4 // m * m
+        torch.testing.assert_close(got, first_gradient(lo, lo + m), rtol=1e-5, atol=1e-7)
+    same = [torch.allclose(firsts[0], f) for f in firsts]
+    assert same == ([True] * 4 if m == 16 else [True, True, False, False] if m == 8 else [True, False, False, False])
+    assert len(result["ascents"][0]) == ddp_probe.STEPS * max(4 // m, 1)  # two perturbations per step when m = 2
+
+
+def test_worker_orders_partition_each_global_batch_and_resume_mid_epoch() -> None:
+    n, batch = 50, 12
+    parts = [worker_order(n, batch, seed=3, epoch=1, rank=r, world=3) for r in range(3)]
+    full = epoch_order(n, 3, 1)
+    for s in range(n // batch):  # global batch s = the workers' s-th local batches, in rank order
+        assert torch.equal(torch.cat([p[s * 4:(s + 1) * 4] for p in parts]), full[s * batch:(s + 1) * batch])
+    assert torch.equal(worker_order(n, batch, 3, 1, rank=2, world=3, start=2), parts[2][8:])
+    assert torch.equal(worker_order(n, batch, 3, 1), full)
+    shares = [eval_part(10, r, 3) for r in range(3)]
+    assert [i for s in shares for i in s] == list(range(10))
+
+
+def test_sharpness_plan_refuses_batches_and_m_that_do_not_fit() -> None:
+    four = distributed.Dist(rank=0, world=4)
+    with pytest.raises(ConfigError, match=r"data\.batch_size: 30 does not split evenly over 4 workers"):
+        distributed.sharpness_plan(None, 30, four, lambda: None)
+    with pytest.raises(ConfigError, match=r"optim\.m: 3 must divide the per-worker batch 8"):
+        distributed.sharpness_plan(3, 32, four, lambda: None)
+    with pytest.raises(ConfigError, match=r"optim\.m: 24 must be a multiple of the per-worker batch 8"):
+        distributed.sharpness_plan(24, 32, four, lambda: None)
+    plan, m = distributed.sharpness_plan(None, 32, four, lambda: None)
+    assert (plan.splits, m, plan.share) == (1, 8, None)
+    plan, m = distributed.sharpness_plan(2, 32, four, lambda: None)
+    assert (plan.splits, m) == (4, 2)
+    with pytest.raises(ConfigError, match=r"optim\.m: 5 must divide data\.batch_size=64"):
+        config.load(TINY, ["optim.m=5"])
+
+
+def weights(run: Path) -> dict[str, torch.Tensor]:
+    return ckpt.load(run).model
+
+
+@needs_data
+@pytest.mark.parametrize("m, single_m", [(64, None), (None, 32)], ids=["m=global", "m=per-worker"])
+def test_torchrun_two_workers_reproduce_one_process(tmp_path: Path, m: int | None, single_m: int | None) -> None:
+    """2 workers x 32 = one process with batch 64, when they perturb alike: m = 64 shares the ascent over both
+    workers (one perturbation, as one process); m = 32 per worker equals one process splitting its batch in two."""
+    # augmentation draws differ per worker by design; one thread each, as torchrun gives its workers; SGD, because
+    # Adam divides by sqrt(v) and so turns the all-reduce's rounding on near-zero gradients into lr-sized steps
+    common = [*SMALL, "data.augment=none", "train.device=cpu", "train.threads=1", "optim.name=sgd", "optim.lr=0.05"]
+    ddp = [f"optim.m={m}"] if m else []
+    done = torchrun(2, "-m", "sharpvision", "train", str(TINY), "--out", str(tmp_path / "ddp"), "--quiet", *common,
+                    *ddp)
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads(done.stdout)  # printed once, by rank 0
+    assert summary["workers"] == 2 and summary["sam_m"] == (m or 32) and summary["batch_size"] == 64
+    single = train(config.load(TINY, [*common, *([f"optim.m={single_m}"] if single_m else [])]), tmp_path / "one",
+                   progress=False)
+    assert single["sam_m"] == (single_m or 64) and single["workers"] == 1
+    a, b = weights(tmp_path / "ddp"), weights(tmp_path / "one")
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6)
+    assert summary["test_loss"] == pytest.approx(single["test_loss"], rel=1e-4)
+    assert summary["train_loss"] == pytest.approx(single["train_loss"], rel=1e-4)
+    assert summary["steps"] == single["steps"] == 6
+    assert not any(p.name.startswith("rank") for p in (tmp_path / "ddp").iterdir())
+    epochs = [json.loads(x) for x in (tmp_path / "ddp" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in epochs if "train_loss" in r] == [0, 1], "one log, written by rank 0 only"
+
+
+@needs_data
+def test_torchrun_killed_mid_epoch_resumes_exactly(tmp_path: Path) -> None:
+    """Both workers SIGKILLed after 4 steps; the resume (mid-epoch checkpoint at step 3) restores each worker's own
+    random streams, so augmentation, drop-path and EMA continue as in the uninterrupted 2-worker run."""
+    args = ["train", str(TINY), "--quiet", *SMALL, "train.checkpoint_every=3", "train.device=cpu",
+            "model.drop_path_rate=0.1", "train.ema_decay=0.9"]
+    full = torchrun(2, "-m", "sharpvision", *args, "--out", str(tmp_path / "full"))
+    assert full.returncode == 0, full.stderr[-3000:]
+    crashed = torchrun(2, str(ROOT / "tests" / "crash.py"), "step:4", *args, "--out", str(tmp_path / "part"))
+    assert crashed.returncode != 0 and ckpt.load(tmp_path / "part").manifest["step"] == 3
+    assert ckpt.load(tmp_path / "part").manifest["world_size"] == 2
+    resumed = torchrun(2, "-m", "sharpvision", *args, "--out", str(tmp_path / "part"), "--resume")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    a, b = json.loads(full.stdout), json.loads(resumed.stdout)
+    for key in ("test_loss", "test_accuracy", "ema_test_accuracy", "train_loss", "train_accuracy", "steps"):
+        assert a[key] == b[key], key
+    wa, wb = weights(tmp_path / "full"), weights(tmp_path / "part")
+    assert all(torch.equal(t, wb[k]) for k, t in wa.items())
+
+
+@needs_data
+def test_torchrun_error_stops_every_worker_with_the_message(tmp_path: Path) -> None:
+    done = torchrun(2, "-m", "sharpvision", "train", str(TINY), "--out", str(tmp_path / "r"), "optim.rho=-1",
+                    timeout=120)
+    assert done.returncode != 0
+    assert done.stderr.count("sharpvision train: error: recipe") == 2 and "optim.rho: -1" in done.stderr
+    # each worker exits 2 on its own (torchrun's report); no worker traceback, nothing written
+    assert done.stderr.count("exitcode  : 2") == 2 and f'File "{ROOT / "src"}' not in done.stderr
+    assert not (tmp_path / "r").exists()
