@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import pickle
 import random
 import shutil
 import tempfile
@@ -137,7 +138,7 @@ def load(target: str | Path, map_location: str | torch.device = "cpu") -> Checkp
         ema = (load_file(str(path / "ema.safetensors"), device=str(map_location))
                if (path / "ema.safetensors").exists() else None)
         state = torch.load(path / "state.pt", map_location=map_location, weights_only=True)
-    except (SafetensorError, RuntimeError, OSError, EOFError) as e:
+    except (SafetensorError, RuntimeError, OSError, EOFError, ValueError, pickle.UnpicklingError) as e:
         raise CheckpointError(f"checkpoint {path}: cannot be read ({type(e).__name__}: {e})") from None
     return Checkpoint(path, model, ema, state, manifest)
 
