@@ -4,7 +4,8 @@
 
 For each m in (worker batch / 2, worker batch, 2 x worker batch, global batch) a fresh MLP takes STEPS SAM steps on
 a fixed global batch sequence, each rank on its slice (as the trainer's sampler gives it). Rank 0 saves, per m,
-every rank's ascent gradients (flattened, per step and perturbation) and final weights.
+every rank's ascent gradients (flattened, per step and perturbation) and final weights; GSAM and LookSAM (every
+2nd step) run at the worker batch too, where each combines its local gradient with the all-reduced one.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from sharpvision.optim import SAM
+from sharpvision.optim import GSAM, SAM, LookSAM
 from sharpvision.train import distributed
 from sharpvision.train.step import make_step
 
@@ -34,10 +35,10 @@ def data() -> tuple[torch.Tensor, torch.Tensor]:
                                                                                    generator=g)
 
 
-def run(d: distributed.Dist, m: int) -> dict:
+def run(d: distributed.Dist, m: int, kind: type[SAM] = SAM) -> dict:
     model = net()
     ddp = DistributedDataParallel(model)
-    opt = SAM(model.parameters(), torch.optim.SGD, rho=0.5, lr=0.5)
+    opt = kind(model.parameters(), torch.optim.SGD, rho=0.5, lr=0.5)
     ascents: list[torch.Tensor] = []
     real_perturb = opt.perturb
 
@@ -46,11 +47,14 @@ def run(d: distributed.Dist, m: int) -> dict:
         return real_perturb()
     opt.perturb = recording_perturb
     sharpness, m_eff = distributed.sharpness_plan(m, GLOBAL_BATCH, d, ddp.no_sync)
-    step = make_step(ddp, opt, nn.CrossEntropyLoss(), None, nullcontext, sharpness=sharpness)
+    every, steps = (2 if kind is LookSAM else 1), [0]
+    step = make_step(ddp, opt, nn.CrossEntropyLoss(), None, nullcontext, sharpness=sharpness, sam_every=every,
+                     step_index=lambda: steps[0])
     x, y = data()
     local = GLOBAL_BATCH // d.world
     for s in range(STEPS):
         step(x[s, d.rank * local:(d.rank + 1) * local], y[s, d.rank * local:(d.rank + 1) * local])
+        steps[0] += 1
     weights = torch.cat([p.detach().flatten() for p in model.parameters()])
     return {"m": m_eff, "ascents": distributed.gather(d, torch.stack(ascents)),
             "weights": distributed.gather(d, weights)}
@@ -60,6 +64,7 @@ if __name__ == "__main__":
     d = distributed.setup("cpu")
     local = GLOBAL_BATCH // d.world
     results = {m: run(d, m) for m in (local // 2, local, 2 * local, GLOBAL_BATCH)}
+    results |= {kind.__name__: run(d, local, kind) for kind in (GSAM, LookSAM)}
     if d.main:
         torch.save(results, sys.argv[1])
     distributed.shutdown(d)

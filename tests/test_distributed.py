@@ -93,6 +93,15 @@ def test_ddp_sam_step_is_m_sharpness(probe: dict, m: int) -> None:
     assert len(result["ascents"][0]) == ddp_probe.STEPS * max(4 // m, 1)  # two perturbations per step when m = 2
 
 
+@pytest.mark.parametrize("variant", ["GSAM", "LookSAM"])
+def test_ddp_variants_keep_every_worker_on_the_same_weights(probe: dict, variant: str) -> None:
+    """GSAM and LookSAM mix the plain gradient g into the all-reduced descent; g is averaged over the workers
+    first, or each worker would step its own way."""
+    weights = probe[variant]["weights"]
+    assert all(torch.equal(w, weights[0]) for w in weights)
+    assert not torch.equal(weights[0], probe[4]["weights"][0])  # and the variant did change the steps
+
+
 def test_worker_orders_partition_each_global_batch_and_resume_mid_epoch() -> None:
     n, batch = 50, 12
     parts = [worker_order(n, batch, seed=3, epoch=1, rank=r, world=3) for r in range(3)]

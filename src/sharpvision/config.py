@@ -351,4 +351,8 @@ def load(path: str | Path, overrides: list[str] | None = None) -> Config:
 
 
 def dump(cfg: Config, path: str | Path) -> None:
-    Path(path).write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    """Write the resolved recipe; renamed into place, so a reader (another worker, a killed run) sees all or none."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    tmp.replace(path)

@@ -217,6 +217,12 @@ class SAM(Optimizer):
             self._forget_first_gradient()
             self._shaped = True
 
+    @property
+    def first_gradient(self) -> list[torch.Tensor]:
+        """g at w kept for the variants (summed over this step's perturbations so far); edited in place by a
+        distributed step to average it over workers before :meth:`shape_gradient`. Empty for plain SAM."""
+        return self._first_grads
+
     def _forget_first_gradient(self) -> None:
         self._first_grads = []
         self._first_count = 0

@@ -117,17 +117,18 @@ def sharpness_plan(m: int | None, batch_size: int, d: Dist,
                           f"multiple of {d.world} (it is the global batch)")
     local = batch_size // d.world
     m = m or local
+    average = partial(mean_over_group, None, d.world) if d.active and d.world > 1 else None
     if m <= local:
         if local % m:
             raise ConfigError(f"optim.m: {m} must divide the per-worker batch {local} (data.batch_size "
                               f"{batch_size} over {d.world} workers) or be a multiple of it")
-        return Sharpness(splits=local // m, no_sync=no_sync), m
+        return Sharpness(splits=local // m, no_sync=no_sync, average=average), m
     span = m // local
     if m % local or d.world % span:
         raise ConfigError(f"optim.m: {m} must be a multiple of the per-worker batch {local} that divides "
                           f"data.batch_size={batch_size}, or divide {local}")
     group = None if span == d.world else dist.new_subgroups(group_size=span)[0]
-    return Sharpness(no_sync=no_sync, share=partial(mean_over_group, group, span)), m
+    return Sharpness(no_sync=no_sync, share=partial(mean_over_group, group, span), average=average), m
 
 
 def rank_seed(seed: int, rank: int) -> int:

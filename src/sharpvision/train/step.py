@@ -25,12 +25,15 @@ class Sharpness:
 
     ``splits`` groups of m examples per worker batch, each with its own ascent; ``no_sync`` keeps the ascent
     gradient on this worker (DDP's ``no_sync``: forward and backward inside it); ``share``, when m spans several
-    workers, averages the ascent gradient over them. The default is one perturbation per batch of one process.
+    workers, averages the ascent gradient over them; ``average`` averages over all workers what must agree
+    everywhere, such as the plain gradient GSAM and LookSAM combine with the (all-reduced) SAM gradient, or the
+    workers would step apart. The default is one perturbation per batch of one process.
     """
 
     splits: int = 1
     no_sync: Callable[[], AbstractContextManager] = field(default=nullcontext)
     share: Callable[[list[torch.Tensor]], None] | None = None
+    average: Callable[[list[torch.Tensor]], None] | None = None
 
 
 def make_step(model: nn.Module, optimizer: Optimizer, loss_fn: nn.Module, clip_grad_norm: float | None,
@@ -59,6 +62,8 @@ def make_step(model: nn.Module, optimizer: Optimizer, loss_fn: nn.Module, clip_g
 
     def descend() -> None:
         if isinstance(optimizer, SAM):  # GSAM / LookSAM combine their gradients first
+            if sharpness.average is not None and optimizer.first_gradient:
+                sharpness.average(optimizer.first_gradient)
             optimizer.shape_gradient()
         if clip_grad_norm is not None:  # the gradient that moves the weights is the one clipped
             torch.nn.utils.clip_grad_norm_(params, clip_grad_norm)
