@@ -102,3 +102,16 @@ def test_killed_from_outside_at_a_random_moment_resumes_to_the_uninterrupted_run
     assert finish(sharpvision(run, resume=True)) == 0
     assert_same_run(run, reference)
     assert killed_at is not None and killed_at < 12
+
+
+def test_killed_while_writing_the_first_checkpoint_resumes_to_the_uninterrupted_run(tmp_path: Path,
+                                                                                     reference: Path) -> None:
+    """No ``latest`` yet: a half-written first checkpoint is a temp folder (start over), a renamed one without
+    ``latest`` is found as the newest complete folder."""
+    run = tmp_path / "run"
+    assert finish(sharpvision(run, crash="write:1")) == -signal.SIGKILL
+    assert latest_step(run) is None and not (run / "checkpoints" / "latest").exists()
+    assert finish(sharpvision(run, crash="rename:1", resume=True)) == -signal.SIGKILL
+    assert latest_step(run) == 3 and not (run / "checkpoints" / "latest").exists()
+    assert finish(sharpvision(run, resume=True)) == 0
+    assert_same_run(run, reference)

@@ -118,7 +118,7 @@ def _command() -> str:
 def _positive(text: str) -> int:
     value = int(text)
     if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} is not a positive number of epochs")
+        raise argparse.ArgumentTypeError(f"{value} is not a positive integer")
     return value
 
 

@@ -10,6 +10,7 @@ import dataclasses
 import difflib
 import types
 import typing
+from collections.abc import Hashable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -17,6 +18,7 @@ from typing import Any, Literal
 import yaml
 
 MAX_SEED = 2**32 - 1  # numpy's limit
+MAX_THREADS = 1024  # beyond any machine's cores; OpenMP fails to start far more (a crash, not an error)
 
 
 class ConfigError(ValueError):
@@ -176,7 +178,9 @@ class TrainConfig:
         if self.peak_tflops is not None:
             _range("train.peak_tflops", self.peak_tflops, 0.0, None, lo_open=True)
         _range("train.keep_checkpoints", self.keep_checkpoints, 1, None)
-        for name in ("max_steps_per_epoch", "threads", "sharpness_every", "checkpoint_every"):
+        if self.threads is not None:
+            _range("train.threads", self.threads, 1, MAX_THREADS)
+        for name in ("max_steps_per_epoch", "sharpness_every", "checkpoint_every"):
             if getattr(self, name) is not None:
                 _range(f"train.{name}", getattr(self, name), 1, None)
 
@@ -192,6 +196,9 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def check(self) -> None:
+        if not self.name.strip() or self.name in (".", "..") or "/" in self.name or "\\" in self.name:
+            raise ConfigError(f"name: {self.name!r} is not a run name (the default run directory is runs/<name>); "
+                              "use a non-empty name without path separators")
         _range("seed", self.seed, 0, MAX_SEED)
         for f in dataclasses.fields(self):
             sub = getattr(self, f.name)
@@ -276,9 +283,13 @@ def _coerce(name: str, tp: Any, value: Any) -> Any:
                 raise ConfigError(f"{name}: expected a number, got {value!r}") from None
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{name}: expected a number, got {value!r}")
+        try:
+            value = float(value)
+        except OverflowError:  # an integer beyond float's range
+            raise ConfigError(f"{name}: expected a finite number, got an integer of {len(str(value))} digits") from None
         if value != value or value in (float("inf"), float("-inf")):
             raise ConfigError(f"{name}: expected a finite number, got {value!r}")
-        return float(value)
+        return value
     raise TypeError(f"unsupported annotation {tp} for {name}")  # a bug in this module, not in the recipe
 
 
@@ -334,12 +345,18 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
 def load(path: str | Path, overrides: list[str] | None = None) -> Config:
     """Load a YAML recipe, apply overrides and validate every field."""
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"recipe {path}: is a directory; give a YAML file, e.g. configs/tiny.yaml")
     if not path.is_file():
         raise ConfigError(f"recipe {path}: no such file")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.load(path.read_text(), Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+    except UnicodeDecodeError:
+        raise ConfigError(f"recipe {path}: not a text file (a YAML recipe is UTF-8 text)") from None
     except yaml.YAMLError as e:
         raise ConfigError(f"recipe {path}: malformed YAML: {e}") from None
+    except RecursionError:
+        raise ConfigError(f"recipe {path}: nested too deeply to be a recipe") from None
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -348,6 +365,25 @@ def load(path: str | Path, overrides: list[str] | None = None) -> Config:
         return from_dict(apply_overrides(data, overrides or []))
     except ConfigError as e:
         raise ConfigError(f"recipe {path}: {e}") from None
+    except RecursionError:  # an alias that contains itself (``a: &x {b: *x}``)
+        raise ConfigError(f"recipe {path}: nested too deeply (a YAML alias inside itself?)") from None
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a key given twice in one mapping (YAML says keys are unique; PyYAML keeps
+    the last silently, so a second ``optim:`` section would drop the first)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if not isinstance(key, Hashable):  # the base class refuses it with its own message
+                break
+            if key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"key {key!r} appears twice in one mapping",
+                                                        key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep)
 
 
 def dump(cfg: Config, path: str | Path) -> None:

@@ -7,7 +7,8 @@ One checkpoint is a folder, written under a temporary name and renamed into plac
     checkpoints/step_00001234/state.pt            optimizer, scheduler, RNG states, loop position; loaded with
                                                   torch.load(weights_only=True)
     checkpoints/step_00001234/manifest.json       config, versions, step, and the sha256 of each file above
-    checkpoints/latest                            the name of the newest complete checkpoint (renamed into place)
+    checkpoints/latest                            the name of the newest complete checkpoint (renamed into place;
+                                                  without it, the newest folder with a manifest)
 
 A SIGKILL at any moment leaves either the previous ``latest`` or the new one, never a half-written file behind
 it; reading verifies every checksum, so a truncated or altered file is a clear error naming it.
@@ -100,6 +101,8 @@ def resolve(target: str | Path) -> Path:
     folder = target / "checkpoints" if (target / "checkpoints").is_dir() else target
     pointer = folder / LATEST
     if not pointer.is_file():
+        if done := list_checkpoints(folder):  # killed between renaming its first checkpoint and writing latest
+            return done[-1]
         if target.is_file():
             raise CheckpointError(f"checkpoint {target}: not a sharpvision checkpoint (expected a run directory or "
                                   "a checkpoint folder checkpoints/step_NNNNNNNN holding manifest.json)")
@@ -110,7 +113,7 @@ def resolve(target: str | Path) -> Path:
 
 def exists(folder: str | Path) -> bool:
     """Whether ``folder`` (a run's ``checkpoints/``) has a complete checkpoint to resume from."""
-    return (Path(folder) / LATEST).is_file()
+    return (Path(folder) / LATEST).is_file() or bool(list_checkpoints(folder))
 
 
 def load(target: str | Path, map_location: str | torch.device = "cpu") -> Checkpoint:

@@ -108,9 +108,9 @@ def build_model(cfg: Config, bundle: svdata.DataBundle) -> nn.Module:
     try:
         return models.create(cfg.model.name, num_classes=bundle.num_classes, img_size=bundle.img_size,
                              in_chans=bundle.in_chans, **drops, **cfg.model.kwargs)
-    except TypeError as e:
-        raise ConfigError(f"model: {cfg.model.name!r} rejects its arguments ({e}); check model.kwargs, "
-                          "model.drop_rate and model.drop_path_rate") from None
+    except (TypeError, ValueError, AssertionError, ZeroDivisionError) as e:  # timm checks arguments with asserts
+        raise ConfigError(f"model: {cfg.model.name!r} rejects its arguments ({type(e).__name__}: {e}); check "
+                          "model.kwargs, model.drop_rate and model.drop_path_rate") from None
 
 
 def train(cfg: Config, out_dir: str | Path, resume: bool = False, stop_after_epoch: int | None = None,
@@ -198,7 +198,7 @@ def _train(cfg: Config, run: RunDir, resume: bool, stop_after_epoch: int | None,
     last = {}
     try:
         for epoch in range(state["epoch"], cfg.schedule.epochs):
-            t0 = time.perf_counter()
+            t0 = time.perf_counter() - (state["partial"] or {}).get("elapsed", 0.0)  # a resumed epoch's time so far
             stats = train_one_epoch(s, epoch, loaders.train_for_epoch(epoch, state["epoch_step"]), state)
             record = {"epoch": epoch, **stats, **({"sam_m": m} if cfg.optim.sam else {})}
             if (epoch + 1) % cfg.train.eval_every == 0 or epoch + 1 == cfg.schedule.epochs:

@@ -73,6 +73,15 @@ class RunDir:
             except (OSError, yaml.YAMLError) as e:
                 raise RunDirError(f"--resume: cannot read {config_file} ({e})") from None
             _refuse_changes(saved, cfg, str(config_file))
+            return run  # config.yaml takes the allowed changes at the first checkpoint, once the run works
+        checkpoints = run.checkpoints.is_dir() and any(not p.name.startswith(".") for p in run.checkpoints.iterdir())
+        results = (["summary.json"] if (path / "summary.json").exists() else []) + (["checkpoints/"] if checkpoints
+                                                                                      else [])
+        results += ["epoch records in metrics.jsonl"] if _has_epoch_records(path / "metrics.jsonl") else []
+        if results:
+            raise RunDirError(f"run directory {path} holds results ({', '.join(results)}) but no complete checkpoint "
+                              f"({path / 'checkpoints' / ckpt.LATEST} is missing), so it can be neither resumed nor "
+                              "overwritten; choose another --out, or move it away")
         if writes:
             path.mkdir(parents=True, exist_ok=True)
             svconfig.dump(cfg, config_file)
@@ -85,6 +94,7 @@ class RunDir:
                  "rng": rng}
         manifest = {"epoch": loop_state["epoch"], "model": self.cfg.model.name, "world_size": len(rng),
                     "versions": versions(), "config": self.cfg.to_dict()}
+        svconfig.dump(self.cfg, self.path / "config.yaml")  # a resume's allowed changes (data.root, ...), once it ran
         ckpt.save(self.checkpoints, loop_state["step"], model.state_dict(),
                   ema.state_dict() if ema is not None else None, state, manifest, self.cfg.train.keep_checkpoints)
 
@@ -122,6 +132,13 @@ class RunDir:
         tmp = self.path / ".summary.json.tmp"
         tmp.write_text(json.dumps(summary, indent=2) + "\n")
         tmp.replace(self.path / "summary.json")
+
+
+def _has_epoch_records(metrics: Path) -> bool:
+    """Whether a run logged a finished epoch here (a run that died before its first checkpoint has none)."""
+    if not metrics.is_file():
+        return False
+    return any('"train_loss"' in line for line in metrics.read_text(errors="replace").splitlines())
 
 
 def versions() -> dict[str, str]:
