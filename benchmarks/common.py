@@ -23,6 +23,11 @@ def provenance(device: torch.device | str) -> dict[str, Any]:
     return {"device": name, "versions": versions, "command": " ".join(["python", *sys.argv])}
 
 
+def local_device() -> str:
+    """'cuda' when this machine has a GPU, else 'cpu': where the training benchmarks run, and their files' suffix."""
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def synchronize(device: torch.device) -> None:
     """Wait for the device's queued work, so a host clock measures it (a no-op on CPU)."""
     if device.type == "cuda":

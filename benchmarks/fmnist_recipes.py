@@ -15,8 +15,7 @@ import argparse
 import statistics
 from pathlib import Path
 
-import torch
-from common import provenance, write_result
+from common import local_device, provenance, write_result
 
 from sharpvision import config
 from sharpvision.train import train
@@ -31,6 +30,37 @@ def run(recipe: str, seed: int, out: Path, overrides: list[str], label: str | No
     cfg = config.load(CONFIGS / f"{recipe}.yaml", [f"seed={seed}", *overrides])
     # resume=True continues an interrupted run and reuses a finished one only if its recipe is the same
     return train(cfg, out / f"{label or recipe}_s{seed}", resume=True)
+
+
+# the CPU-sized version of configs/fmnist/vit_sam.yaml that the --quick settings grids use
+QUICK = ["model.name=vit_micro", "model.drop_path_rate=0.0", "data.subset_train=12000", "data.batch_size=128",
+         "data.num_workers=0", "schedule.epochs=4", "schedule.warmup_epochs=1", "optim.lr=2e-3"]
+
+
+def settings_grid(doc: str, settings: dict[str, list[str]], out: str,
+                  required: set[str]) -> tuple[argparse.Namespace, list[str], Path]:
+    """The command line of a settings-by-seeds benchmark: its args, the overrides common to every run, its folder."""
+    p = argparse.ArgumentParser(description=doc.splitlines()[0])
+    p.add_argument("--settings", nargs="*", default=list(settings), choices=list(settings))
+    p.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2])
+    p.add_argument("--quick", action="store_true", help="CPU-sized runs (see the module docstring)")
+    p.add_argument("--out", default=out)
+    p.add_argument("overrides", nargs="*", help="dotted overrides for every run, e.g. data.root=.data/fashion-mnist")
+    args = p.parse_args()
+    if not required <= set(args.settings):
+        p.error(f"--settings must include {' and '.join(sorted(required))} (the figures are relative to them)")
+    return args, [*(QUICK if args.quick else []), *args.overrides], Path(args.out) / ("quick" if args.quick else "full")
+
+
+def run_grid(recipe: str, settings: dict[str, list[str]], args: argparse.Namespace, common: list[str],
+             out: Path) -> dict[str, list[dict]]:
+    """Every chosen setting for every seed, seeds outermost so settings interleave: machine load drifts over a long
+    benchmark, and costs should compare like with like."""
+    runs: dict[str, list[dict]] = {s: [] for s in args.settings}
+    for seed in args.seeds:
+        for s in args.settings:
+            runs[s].append(run(recipe, seed, out, [*common, *settings[s]], label=s))
+    return runs
 
 
 def aggregate(summaries: list[dict]) -> dict:
@@ -52,18 +82,17 @@ def main() -> int:
     overrides = [*args.overrides, *(SMOKE if args.smoke else [])]
     out = Path(args.out) / ("smoke" if args.smoke else "full")
     runs = {r: [run(r, s, out, overrides) for s in args.seeds] for r in args.recipes}
-    cuda = torch.cuda.is_available()
     result = {
         "benchmark": "fmnist_recipes",
         "smoke": args.smoke,
-        **provenance("cuda" if cuda else "cpu"),
+        **provenance(local_device()),
         "recipes": {r: {"aggregate": aggregate(s), "runs": s} for r, s in runs.items()},
     }
     for r, rec in result["recipes"].items():
         acc, wall = rec["aggregate"]["test_accuracy"], rec["aggregate"]["wall_time_s"]
         print(f"{r:<12} test accuracy {acc['mean']:.4f} +- {acc['std']:.4f} (n={acc['n']})   "
               f"wall {wall['mean']:.0f} s")
-    write_result(result, f"fmnist_recipes_{'cuda' if cuda else 'cpu'}{'_smoke' if args.smoke else ''}")
+    write_result(result, f"fmnist_recipes_{local_device()}{'_smoke' if args.smoke else ''}")
     return 0
 
 

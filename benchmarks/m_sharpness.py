@@ -13,47 +13,27 @@ resume (``runs/m_sharpness/``); JSON to benchmarks/results/m_sharpness_<device>[
 
 from __future__ import annotations
 
-import argparse
-from pathlib import Path
-
-import torch
-from common import provenance, write_result
-from fmnist_recipes import aggregate, run
-from sam_variants import QUICK
+from common import local_device, provenance, write_result
+from fmnist_recipes import aggregate, run_grid, settings_grid
 
 RECIPE = "vit_sam"
 SETTINGS = {"base": ["optim.sam=false"], "m128": ["optim.m=128"], "m32": ["optim.m=32"], "m8": ["optim.m=8"]}
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--settings", nargs="*", default=list(SETTINGS), choices=list(SETTINGS))
-    p.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2])
-    p.add_argument("--quick", action="store_true", help="CPU-sized runs (see the module docstring)")
-    p.add_argument("--out", default="runs/m_sharpness")
-    p.add_argument("overrides", nargs="*", help="dotted overrides for every run, e.g. data.root=.data/fashion-mnist")
-    args = p.parse_args()
-    if "base" not in args.settings:
-        p.error("--settings must include base (the cost is relative to it)")
-    common = [*(QUICK if args.quick else []), *args.overrides]
-    out = Path(args.out) / ("quick" if args.quick else "full")
-    # seeds outermost, settings interleaved: machine load drifts over a long run, so costs compare like with like
-    runs: dict[str, list[dict]] = {s: [] for s in args.settings}
-    for seed in args.seeds:
-        for s in args.settings:
-            runs[s].append(run(RECIPE, seed, out, [*common, *SETTINGS[s]], label=s))
+    args, common, out = settings_grid(__doc__, SETTINGS, "runs/m_sharpness", required={"base"})
+    runs = run_grid(RECIPE, SETTINGS, args, common, out)
     table = {s: aggregate(summaries) for s, summaries in runs.items()}
     for row in table.values():
         row["cost_vs_base"] = table["base"]["images_per_s"]["mean"] / row["images_per_s"]["mean"]
-    cuda = torch.cuda.is_available()
-    result = {"benchmark": "m_sharpness", "quick": args.quick, **provenance("cuda" if cuda else "cpu"),
+    result = {"benchmark": "m_sharpness", "quick": args.quick, **provenance(local_device()),
               "recipe": f"configs/fmnist/{RECIPE}.yaml", "overrides": common, "settings": SETTINGS,
               "table": table, "runs": runs}
     for s, row in table.items():
         acc = row["test_accuracy"]
         print(f"{s:<6} test accuracy {acc['mean']:.4f} +- {acc['std']:.4f} (n={acc['n']})   "
               f"cost x{row['cost_vs_base']:.2f}")
-    write_result(result, f"m_sharpness_{'cuda' if cuda else 'cpu'}{'_quick' if args.quick else ''}")
+    write_result(result, f"m_sharpness_{local_device()}{'_quick' if args.quick else ''}")
     return 0
 
 

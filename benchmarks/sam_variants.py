@@ -15,12 +15,8 @@ seed noise. Runs resume (``runs/sam_variants/``); JSON to benchmarks/results/sam
 
 from __future__ import annotations
 
-import argparse
-from pathlib import Path
-
-import torch
-from common import provenance, write_result
-from fmnist_recipes import aggregate, run
+from common import local_device, provenance, write_result
+from fmnist_recipes import aggregate, run_grid, settings_grid
 
 RECIPE = "vit_sam"
 SETTINGS = {
@@ -30,35 +26,19 @@ SETTINGS = {
     "looksam_5": ["optim.variant=looksam", "optim.sam_every=5"],
     "gsam": ["optim.variant=gsam", "optim.rho_min=0.01"],
 }
-QUICK = ["model.name=vit_micro", "model.drop_path_rate=0.0", "data.subset_train=12000", "data.batch_size=128",
-         "data.num_workers=0", "schedule.epochs=4", "schedule.warmup_epochs=1", "optim.lr=2e-3"]
-
-
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--settings", nargs="*", default=list(SETTINGS), choices=list(SETTINGS))
-    p.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2])
-    p.add_argument("--quick", action="store_true", help="CPU-sized runs (see the module docstring)")
-    p.add_argument("--out", default="runs/sam_variants")
-    p.add_argument("overrides", nargs="*", help="dotted overrides for every run, e.g. data.root=.data/fashion-mnist")
-    args = p.parse_args()
-    if not {"base", "sam"} <= set(args.settings):
-        p.error("--settings must include base and sam (the cost and the gain are relative to them)")
-    common = [*(QUICK if args.quick else []), *args.overrides]
-    out = Path(args.out) / ("quick" if args.quick else "full")
-    runs = {s: [run(RECIPE, seed, out, [*common, *SETTINGS[s]], label=s) for seed in args.seeds]
-            for s in args.settings}
+    args, common, out = settings_grid(__doc__, SETTINGS, "runs/sam_variants", required={"base", "sam"})
+    runs = run_grid(RECIPE, SETTINGS, args, common, out)
     table = {s: aggregate(summaries) for s, summaries in runs.items()}
     base_speed, base_acc = table["base"]["images_per_s"]["mean"], table["base"]["test_accuracy"]["mean"]
     sam_gain = table["sam"]["test_accuracy"]["mean"] - base_acc
     for row in table.values():
         row["cost_vs_base"] = base_speed / row["images_per_s"]["mean"]
         row["gain_kept"] = (row["test_accuracy"]["mean"] - base_acc) / sam_gain if sam_gain > 0 else None
-    cuda = torch.cuda.is_available()
     result = {
         "benchmark": "sam_variants",
         "quick": args.quick,
-        **provenance("cuda" if cuda else "cpu"),
+        **provenance(local_device()),
         "recipe": f"configs/fmnist/{RECIPE}.yaml", "overrides": common, "settings": SETTINGS,
         "sam_gain": sam_gain,
         "table": table,
@@ -69,7 +49,7 @@ def main() -> int:
         kept = "n/a (SAM gained nothing)" if row["gain_kept"] is None else f"{row['gain_kept']:.0%}"
         print(f"{s:<12} test accuracy {acc['mean']:.4f} +- {acc['std']:.4f} (n={acc['n']})   "
               f"cost x{row['cost_vs_base']:.2f}   gain kept {kept}")
-    write_result(result, f"sam_variants_{'cuda' if cuda else 'cpu'}{'_quick' if args.quick else ''}")
+    write_result(result, f"sam_variants_{local_device()}{'_quick' if args.quick else ''}")
     return 0
 
 

@@ -18,8 +18,7 @@ import argparse
 import json
 from pathlib import Path
 
-import torch
-from common import provenance, write_result
+from common import local_device, provenance, write_result
 from fmnist_recipes import run
 
 RECIPES = ("vit_sam", "resnet")
@@ -57,15 +56,14 @@ def main() -> int:
                         "final_test_accuracy": summary["test_accuracy"], "total_wall_time_s": summary["wall_time_s"],
                         "images_per_s": summary["images_per_s"], "overrides": overrides,
                         **crossing(out / f"{recipe}_s{args.seed}", target)}
-    cuda = torch.cuda.is_available()
-    result = {"benchmark": "time_to_accuracy", "quick": args.quick, **provenance("cuda" if cuda else "cpu"),
+    result = {"benchmark": "time_to_accuracy", "quick": args.quick, **provenance(local_device()),
               "target_test_accuracy": target, "results": rows}
     for recipe, r in rows.items():
         reached = (f"{target:.0%} at epoch {r['epoch']} after {r['wall_time_s']:.0f} s" if r["epoch"]
                    else f"never reached {target:.0%}")
         print(f"{recipe:<8} {r['model']} {r['optimizer']}: {reached}; final {r['final_test_accuracy']:.4f} "
               f"in {r['total_wall_time_s']:.0f} s")
-    write_result(result, f"time_to_accuracy_{'cuda' if cuda else 'cpu'}{'_quick' if args.quick else ''}")
+    write_result(result, f"time_to_accuracy_{local_device()}{'_quick' if args.quick else ''}")
     return 0
 
 

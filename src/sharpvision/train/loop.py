@@ -133,7 +133,7 @@ def train(cfg: Config, out_dir: str | Path, resume: bool = False, stop_after_epo
 
 @dataclass
 class Session:
-    """What every step of a run uses, built once by :func:`train`."""
+    """What every step of a run uses, built once by :func:`_train`."""
 
     cfg: Config
     rt: Runtime

@@ -43,6 +43,7 @@ class RunDir:
     path: Path
     cfg: Config
     writes: bool = True  # False on ranks other than 0
+    config_saved: bool = False  # config.yaml holds this run's recipe (a resume writes it at its first checkpoint)
 
     @property
     def checkpoints(self) -> Path:
@@ -85,6 +86,7 @@ class RunDir:
         if writes:
             path.mkdir(parents=True, exist_ok=True)
             svconfig.dump(cfg, config_file)
+            run.config_saved = True
         return run
 
     def save(self, model: nn.Module, optimizer: Any, scheduler: Any, ema: nn.Module | None,
@@ -94,7 +96,9 @@ class RunDir:
                  "rng": rng}
         manifest = {"epoch": loop_state["epoch"], "model": self.cfg.model.name, "world_size": len(rng),
                     "versions": versions(), "config": self.cfg.to_dict()}
-        svconfig.dump(self.cfg, self.path / "config.yaml")  # a resume's allowed changes (data.root, ...), once it ran
+        if not self.config_saved:  # a resume's allowed changes (data.root, ...), once it has run
+            svconfig.dump(self.cfg, self.path / "config.yaml")
+            self.config_saved = True
         ckpt.save(self.checkpoints, loop_state["step"], model.state_dict(),
                   ema.state_dict() if ema is not None else None, state, manifest, self.cfg.train.keep_checkpoints)
 
