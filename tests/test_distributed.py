@@ -6,6 +6,8 @@ computation; the trainer tests launch ``torchrun -m sharpvision train`` with 2 w
 
 import json
 import os
+import re
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -183,11 +185,38 @@ def test_torchrun_killed_mid_epoch_resumes_exactly(tmp_path: Path) -> None:
 
 
 @needs_data
-def test_torchrun_error_stops_every_worker_with_the_message(tmp_path: Path) -> None:
+def test_torchrun_error_stops_the_job_with_the_message(tmp_path: Path) -> None:
+    """What a user sees: the one-line error naming the field, a failed job, no traceback, nothing written.
+
+    Which worker torchrun reports as exiting 2 and which it SIGTERMs first is a race in its shutdown (the first
+    worker to exit makes the agent stop the others), so only "each failed rank exited 2 or was stopped by torchrun"
+    is asserted here; that every worker exits 2 on its own is the next test's, without torchrun.
+    """
     done = torchrun(2, "-m", "sharpvision", "train", str(TINY), "--out", str(tmp_path / "r"), "optim.rho=-1",
                     timeout=120)
     assert done.returncode != 0
-    assert done.stderr.count("sharpvision train: error: recipe") == 2 and "optim.rho: -1" in done.stderr
-    # each worker exits 2 on its own (torchrun's report); no worker traceback, nothing written
-    assert done.stderr.count("exitcode  : 2") == 2 and f'File "{ROOT / "src"}' not in done.stderr
+    errors = [line for line in done.stderr.splitlines() if "sharpvision train: error:" in line]
+    assert errors and all("optim.rho: -1" in line for line in errors), done.stderr[-3000:]
+    codes = re.findall(r"exitcode\s*:\s*(-?\d+)", done.stderr)
+    assert "2" in codes and set(codes) <= {"2", "-15"}, codes  # -15: SIGTERM from torchrun's agent
+    assert f'File "{ROOT / "src"}' not in done.stderr  # torchrun prints its own traceback; none from our code
+    assert not (tmp_path / "r").exists()
+
+
+@needs_data
+@pytest.mark.parametrize("rank", [0, 1])
+def test_each_worker_rejects_a_bad_recipe_before_joining_the_group(tmp_path: Path, rank: int) -> None:
+    """Each worker, started alone with torchrun's environment and no peer, exits 2 with the message: the recipe is
+    checked before any process group or barrier exists (joining one would wait for the missing peer until the
+    timeout), so under torchrun every worker stops on its own whatever the order."""
+    with socket.socket() as s:  # a port with nobody listening: a rendezvous there could never complete
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1", "RANK": str(rank),
+           "LOCAL_RANK": str(rank), "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
+    done = subprocess.run([sys.executable, "-m", "sharpvision", "train", str(TINY), "--out", str(tmp_path / "r"),
+                           "optim.rho=-1"], capture_output=True, text=True, timeout=120, env=env)
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert done.stderr.strip().splitlines()[-1].startswith("sharpvision train: error: recipe")
+    assert "optim.rho: -1" in done.stderr and "Traceback" not in done.stderr
     assert not (tmp_path / "r").exists()
