@@ -19,8 +19,8 @@ from pathlib import Path
 import torch
 from common import provenance, write_result
 
+from sharpvision import checkpoint as ckpt
 from sharpvision import models
-from sharpvision.train import checkpoint as ckpt
 
 
 def main() -> None:

@@ -22,8 +22,8 @@ from torch import nn
 
 from sharpvision import config
 from sharpvision import data as svdata
+from sharpvision.models import from_config as build_model
 from sharpvision.optim.variants import LookSAM
-from sharpvision.train.loop import build_model
 
 RECIPE = Path(__file__).resolve().parents[1] / "configs" / "fmnist" / "vit_sam.yaml"
 

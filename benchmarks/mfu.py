@@ -7,7 +7,7 @@ The step is the trainer's own (``build_optimizer`` with fused AdamW on CUDA, ``m
 ``torch.compile`` of the model with ``--compile``, on by default on CUDA); data is a fixed random batch, so
 the figure is the step's alone. FLOPs per image come from ``train_flops_per_image`` (torch's flop counter:
 matmuls, convolutions, attention), a SAM step counts two passes, and MFU = FLOP/s / the device's dense peak
-(``sharpvision.train.flops.PEAK_TFLOPS``, or ``--peak-tflops``). Median over ``--repeats`` timed blocks of
+(``sharpvision.flops.PEAK_TFLOPS``, or ``--peak-tflops``). Median over ``--repeats`` timed blocks of
 ``--steps`` steps after ``--warmup`` untimed ones. JSON to benchmarks/results/mfu_<device>.json.
 """
 
@@ -23,9 +23,10 @@ from torch import nn
 
 from sharpvision import models
 from sharpvision.config import OptimConfig
+from sharpvision.flops import peak_flops, train_flops_per_image
 from sharpvision.optim import build_optimizer
-from sharpvision.train import Runtime, make_step
-from sharpvision.train.flops import peak_flops, train_flops_per_image
+from sharpvision.runtime import Runtime
+from sharpvision.train import make_step
 
 
 def measure(name: str, sam: bool, batch: int, rt: Runtime, compile_model: bool, steps: int, repeats: int,

@@ -26,7 +26,8 @@ from torch import nn
 from sharpvision import models
 from sharpvision.config import OptimConfig
 from sharpvision.optim import build_optimizer
-from sharpvision.train import Runtime, make_step
+from sharpvision.runtime import Runtime
+from sharpvision.train import make_step
 
 
 def settings(k: int) -> dict[str, dict]:

@@ -18,8 +18,9 @@ import signal
 import sys
 from pathlib import Path
 
+from sharpvision import checkpoint
 from sharpvision.cli import main
-from sharpvision.train import checkpoint, loop
+from sharpvision.train import session
 
 
 def die() -> None:
@@ -39,7 +40,7 @@ def counter(n: int):  # noqa: ANN201 - returns a "count one; is this the n-th?" 
 def install(point: str, n: int) -> None:
     tick = counter(n)
     if point == "step":
-        real_make_step = loop.make_step
+        real_make_step = session.make_step
 
         def make_step(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
             step = real_make_step(*args, **kwargs)
@@ -50,7 +51,7 @@ def install(point: str, n: int) -> None:
                     die()
                 return out
             return killing_step
-        loop.make_step = make_step
+        session.make_step = make_step
     elif point in ("write", "state"):
         real_save_file, real_torch_save = checkpoint.save_file, checkpoint.torch.save
 

@@ -46,9 +46,9 @@ def run(d: distributed.Dist, m: int, kind: type[SAM] = SAM) -> dict:
         ascents.append(torch.cat([p.grad.flatten() for p in model.parameters()]).clone())
         return real_perturb()
     opt.perturb = recording_perturb
-    sharpness, m_eff = distributed.sharpness_plan(m, GLOBAL_BATCH, d, ddp.no_sync)
+    groups, m_eff = distributed.perturbation_groups(m, GLOBAL_BATCH, d, ddp.no_sync)
     every, steps = (2 if kind is LookSAM else 1), [0]
-    step = make_step(ddp, opt, nn.CrossEntropyLoss(), None, nullcontext, sharpness=sharpness, sam_every=every,
+    step = make_step(ddp, opt, nn.CrossEntropyLoss(), None, nullcontext, groups=groups, sam_every=every,
                      step_index=lambda: steps[0])
     x, y = data()
     local = GLOBAL_BATCH // d.world

@@ -11,8 +11,8 @@ from sharpvision import config, optim
 from sharpvision.analysis import hessian_eigenvalues, sample_batches
 from sharpvision.analysis.run import analyze, compare, load_subject
 from sharpvision.cli import main
-from sharpvision.train import loop, train
-from sharpvision.train.loop import device_name
+from sharpvision.runtime import device_name
+from sharpvision.train import session, train
 
 TINY = Path(__file__).parents[1] / "configs" / "tiny.yaml"
 FAST = ["data.subset_train=128", "data.subset_test=64", "train.max_steps_per_epoch=2", "schedule.epochs=1"]
@@ -31,12 +31,12 @@ def run(tmp_path_factory) -> tuple[Path, dict]:
         captured.update({k: v.clone() for k, v in model.state_dict().items()})
         return real(model, cfg, *args, **kwargs)
 
-    loop.build_optimizer = capture
+    session.build_optimizer = capture
     try:
         out = tmp_path_factory.mktemp("analyze") / "vit"
         train(config.load(TINY, FAST), out, progress=False)
     finally:
-        loop.build_optimizer = real
+        session.build_optimizer = real
     return out, captured
 
 

@@ -9,10 +9,10 @@ import pytest
 import torch
 from torch import nn
 
+from sharpvision import checkpoint as ckpt
 from sharpvision import config
 from sharpvision.cli import main
 from sharpvision.train import RunDirError, train
-from sharpvision.train import checkpoint as ckpt
 from sharpvision.train.rundir import RunDir
 
 TINY = Path(__file__).parents[1] / "configs" / "tiny.yaml"
@@ -139,8 +139,8 @@ def test_more_workers_than_saved_warns_that_the_resume_is_not_bit_exact(tmp_path
     cfg = config.load(TINY, [*FAST, "schedule.epochs=1"])
     train(cfg, tmp_path / "run", progress=False)
     from sharpvision import data as svdata
+    from sharpvision.models import from_config as build_model
     from sharpvision.optim import build_optimizer, build_scheduler
-    from sharpvision.train import build_model
     model = build_model(cfg, svdata.build_datasets(cfg.data))
     opt = build_optimizer(model, cfg.optim, 0.0)
     run = RunDir.open(tmp_path / "run", cfg, resume=True, writes=False)

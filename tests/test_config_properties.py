@@ -97,8 +97,8 @@ INDEPENDENT = {
     "train.compile_mode": st.sampled_from(choices("train.compile_mode")),
     "train.channels_last": st.none() | st.booleans(),
     "train.peak_tflops": st.none() | POSITIVE,
-    "train.sharpness_every": st.none() | COUNT,
-    "train.sharpness_sample": COUNT,
+    "train.lambda_max_every": st.none() | COUNT,
+    "train.lambda_max_sample": COUNT,
     "train.checkpoint_every": st.none() | COUNT,
     "train.keep_checkpoints": st.integers(1, 100),
 }
@@ -361,11 +361,11 @@ INT_RANGES = {
     "schedule.epochs": (1, None, {"schedule.warmup_epochs": 0}),
     "train.eval_every": (1, None, {}),
     "train.log_every": (1, None, {}),
-    "train.sharpness_sample": (1, None, {}),
+    "train.lambda_max_sample": (1, None, {}),
     "train.keep_checkpoints": (1, None, {}),
     "train.max_steps_per_epoch": (1, None, {}),
     "train.threads": (1, MAX_THREADS, {}),
-    "train.sharpness_every": (1, None, {}),
+    "train.lambda_max_every": (1, None, {}),
     "train.checkpoint_every": (1, None, {}),
 }
 INT_RANGES = {key: spec for key, spec in INT_RANGES.items() if exists(key)}

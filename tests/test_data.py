@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 
 from sharpvision.config import ConfigError, DataConfig
-from sharpvision.data import DataError, build_datasets, build_loaders, train_loader_for_epoch
+from sharpvision.data import DataError, build_datasets, eval_loader, train_loader_for_epoch
 from sharpvision.data.datasets import FASHION_MNIST_FILES, FASHION_MNIST_ROOT, load_source
 from sharpvision.data.splits import split_train
 from sharpvision.data.transforms import SpecRandAugment, rand_augment
@@ -238,8 +238,8 @@ def batches(loader) -> list[tuple[torch.Tensor, torch.Tensor]]:
 def test_train_order_is_a_function_of_seed_and_epoch():
     cfg = DataConfig(augment="none", subset_train=500, subset_test=100, batch_size=64)
     bundle = build_datasets(cfg)
-    train, val, test = build_loaders(bundle, cfg, seed=3, epoch=2)
-    assert val is None and len(train) == 500 // 64 and not train.pin_memory
+    train, test = train_loader_for_epoch(bundle, cfg, seed=3, epoch=2), eval_loader(bundle.test, cfg)
+    assert bundle.val is None and len(train) == 500 // 64 and not train.pin_memory
     first = batches(train)
     assert len(first) == 7 and all(len(y) == 64 for _, y in first)
     again = batches(train_loader_for_epoch(bundle, cfg, seed=3, epoch=2))

@@ -16,10 +16,10 @@ import pytest
 import torch
 from torch import nn
 
+from sharpvision import checkpoint as ckpt
 from sharpvision import config
 from sharpvision.config import ConfigError
 from sharpvision.data.loaders import epoch_order, eval_part, worker_order
-from sharpvision.train import checkpoint as ckpt
 from sharpvision.train import distributed, train
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -119,14 +119,14 @@ def test_worker_orders_partition_each_global_batch_and_resume_mid_epoch() -> Non
 def test_sharpness_plan_refuses_batches_and_m_that_do_not_fit() -> None:
     four = distributed.Dist(rank=0, world=4)
     with pytest.raises(ConfigError, match=r"data\.batch_size: 30 does not split evenly over 4 workers"):
-        distributed.sharpness_plan(None, 30, four, lambda: None)
+        distributed.perturbation_groups(None, 30, four, lambda: None)
     with pytest.raises(ConfigError, match=r"optim\.m: 3 must divide the per-worker batch 8"):
-        distributed.sharpness_plan(3, 32, four, lambda: None)
+        distributed.perturbation_groups(3, 32, four, lambda: None)
     with pytest.raises(ConfigError, match=r"optim\.m: 24 must be a multiple of the per-worker batch 8"):
-        distributed.sharpness_plan(24, 32, four, lambda: None)
-    plan, m = distributed.sharpness_plan(None, 32, four, lambda: None)
+        distributed.perturbation_groups(24, 32, four, lambda: None)
+    plan, m = distributed.perturbation_groups(None, 32, four, lambda: None)
     assert (plan.splits, m, plan.share) == (1, 8, None)
-    plan, m = distributed.sharpness_plan(2, 32, four, lambda: None)
+    plan, m = distributed.perturbation_groups(2, 32, four, lambda: None)
     assert (plan.splits, m) == (4, 2)
     with pytest.raises(ConfigError, match=r"optim\.m: 5 must divide data\.batch_size=64"):
         config.load(TINY, ["optim.m=5"])

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from sharpvision.train import checkpoint as ckpt
+from sharpvision import checkpoint as ckpt
 
 ROOT = Path(__file__).parents[1]
 RECIPE = ROOT / "configs" / "tiny.yaml"

@@ -10,7 +10,8 @@ from torch import nn
 from sharpvision import models
 from sharpvision.config import OptimConfig
 from sharpvision.optim import SAM, build_optimizer, lr_factor, param_groups
-from sharpvision.train import Runtime, make_step
+from sharpvision.runtime import Runtime
+from sharpvision.train import make_step
 
 
 def test_warmup_then_cosine_and_linear() -> None:

@@ -8,7 +8,8 @@ import torch
 from torch import nn
 
 from sharpvision.config import ScheduleConfig
-from sharpvision.optim import SAM, build_scheduler, frozen_bn_stats
+from sharpvision.optim import SAM, build_scheduler
+from sharpvision.passes import frozen_bn_stats
 from sharpvision.train.step import make_step
 
 torch.set_default_dtype(torch.float32)

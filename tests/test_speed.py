@@ -10,10 +10,10 @@ from torch._dynamo.testing import CompileCounter
 
 from sharpvision import config
 from sharpvision.config import OptimConfig
+from sharpvision.flops import passes_in_steps, peak_flops, train_flops_per_image
 from sharpvision.optim import SAM, build_optimizer
+from sharpvision.runtime import Runtime
 from sharpvision.train import train
-from sharpvision.train.flops import passes_in_steps, peak_flops, train_flops_per_image
-from sharpvision.train.loop import Runtime
 from sharpvision.train.step import make_step
 
 

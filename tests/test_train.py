@@ -10,11 +10,12 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from sharpvision import checkpoint as ckpt
 from sharpvision import config
 from sharpvision.cli import main
 from sharpvision.config import ConfigError
-from sharpvision.train import RunDirError, TrainingDiverged, build_model, loop, train
-from sharpvision.train import checkpoint as ckpt
+from sharpvision.models import from_config as build_model
+from sharpvision.train import RunDirError, TrainingDiverged, session, train
 
 TINY = Path(__file__).parents[1] / "configs" / "tiny.yaml"
 FAST = ["data.subset_train=256", "data.subset_test=128", "train.max_steps_per_epoch=3", "train.log_every=2"]
@@ -92,7 +93,7 @@ def test_existing_run_is_never_overwritten(tmp_path: Path) -> None:
 
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path: Path, monkeypatch) -> None:
-    real = loop.make_step
+    real = session.make_step
     calls = {"n": 0}
 
     def poisoned(*args, **kwargs):
@@ -104,7 +105,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path: Path, monke
             return (loss * float("nan") if calls["n"] > 4 else loss), logits  # NaN from epoch 2 on
         return wrapped
 
-    monkeypatch.setattr(loop, "make_step", poisoned)
+    monkeypatch.setattr(session, "make_step", poisoned)
     with pytest.raises(TrainingDiverged, match="became nan at epoch 2"):
         train(tiny(), tmp_path / "run", progress=False)
     assert ckpt.load(tmp_path / "run").manifest["epoch"] == 1
@@ -186,7 +187,7 @@ def test_model_arguments_are_checked_and_drop_rates_passed_only_when_set() -> No
 
 def test_diverged_weights_are_never_checkpointed(tmp_path: Path, monkeypatch) -> None:
     """The last step of epoch 1 reports a finite loss but leaves NaN weights; no evaluation that epoch."""
-    real = loop.make_step
+    real = session.make_step
 
     def poisoned(model, *args, **kwargs):
         step, calls = real(model, *args, **kwargs), []
@@ -199,7 +200,7 @@ def test_diverged_weights_are_never_checkpointed(tmp_path: Path, monkeypatch) ->
             return out
         return wrapped
 
-    monkeypatch.setattr(loop, "make_step", poisoned)
+    monkeypatch.setattr(session, "make_step", poisoned)
     with pytest.raises(TrainingDiverged, match="after epoch 1 the weights hold NaN or inf"):
         train(tiny("train.eval_every=2"), tmp_path / "run", progress=False)
     assert not ckpt.exists(tmp_path / "run" / "checkpoints")
@@ -227,7 +228,7 @@ def test_stop_after_epoch_must_be_positive(tmp_path: Path) -> None:
 
 def test_sharpness_logging_records_lambda_max_and_leaves_training_unchanged(tmp_path: Path) -> None:
     plain = train(tiny("schedule.epochs=2"), tmp_path / "plain", progress=False)
-    logged = train(tiny("schedule.epochs=2", "train.sharpness_every=1", "train.sharpness_sample=64"),
+    logged = train(tiny("schedule.epochs=2", "train.lambda_max_every=1", "train.lambda_max_sample=64"),
                    tmp_path / "logged", progress=False)
     values = [r["lambda_max"] for r in epoch_records(tmp_path / "logged")]
     assert len(values) == 2 and all(v > 0 for v in values)

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
-import os
 import shutil
 import sys
 from pathlib import Path
 
 from sharpvision import config as svconfig
-
-RECIPES = Path(__file__).resolve().parents[2] / "configs"
+from sharpvision.errors import SharpvisionError
 
 
 def cmd_models(args: argparse.Namespace) -> int:
@@ -25,12 +24,12 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from sharpvision.train import train
-    cfg = svconfig.load(args.recipe, args.overrides)
+    from sharpvision.train import distributed, train
+    cfg = svconfig.load(args.recipe, args.overrides)  # checked before any process group exists
     out = Path(args.out) if args.out else Path("runs") / cfg.name
     summary = train(cfg, out, resume=args.resume, stop_after_epoch=args.stop_after_epoch,
                     progress=not args.quiet)
-    if os.environ.get("RANK", "0") == "0":  # under torchrun, one summary, from rank 0
+    if distributed.launched_rank() == 0:  # under torchrun, one summary, from rank 0
         print(json.dumps(summary, indent=2))
     return 0
 
@@ -43,9 +42,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
+    from sharpvision import checkpoint as ckpt
     from sharpvision import models
-    from sharpvision.analysis.run import PIECES, analyze, compare, load_subject, summary_rows
-    from sharpvision.train import checkpoint as ckpt
+    from sharpvision.analysis.run import PIECES, Settings, analyze, compare, load_subject, summary_rows
+    settings = {f.name: getattr(args, f.name) for f in dataclasses.fields(Settings)}
+    settings["keep_graph"] = settings["keep_graph"] or None  # the flag's absence: the automatic choice
     what = list(PIECES) if args.what == "all" else [w.strip() for w in args.what.split(",") if w.strip()]
     by_run = {}
     for target in args.targets:
@@ -54,12 +55,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
             subject.cfg.model.name) == "vit"]  # "all" skips attention for models without it; asking for it errs
         run_dir = ckpt.resolve(target).parent.parent  # runs/<name>/checkpoints/step_N -> runs/<name>
         out = Path(args.out) / (subject.name if len(args.targets) > 1 else "") if args.out else run_dir / "analysis"
-        results = analyze(subject, pieces, out, sample=args.sample, batch_size=args.batch_size, seed=args.seed,
-                          mode=args.mode, dtype=args.dtype, repeats=args.repeats, ntk_n=args.ntk_n,
-                          landscape_sample=args.landscape_sample, landscape_steps=args.landscape_steps,
-                          trace_samples=args.trace_samples, density_iters=args.density_iters,
-                          density_runs=args.density_runs, keep_graph=args.keep_graph or None,
-                          reuse=args.reuse)
+        results = analyze(subject, pieces, out, reuse=args.reuse, **settings)
         by_run[subject.name] = results
         print(f"\n{subject.name} ({subject.cfg.model.name}, epoch {subject.epoch}): results in {out}")
         for name, value in summary_rows(results):
@@ -170,7 +166,7 @@ def parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("demo", help="small ViT on Fashion-MNIST, with and without SAM, side by side (CPU minutes)")
     d.add_argument("overrides", nargs="*", help="dotted overrides applied to both runs")
-    d.add_argument("--recipe", default=str(RECIPES / "demo.yaml"))
+    d.add_argument("--recipe", default="demo.yaml", help="a YAML file or a shipped recipe's name (default demo.yaml)")
     d.add_argument("--out", default="runs/demo")
     d.add_argument("--fresh", action="store_true", help="delete earlier demo runs in --out first")
     d.add_argument("--quiet", action="store_true")
@@ -192,12 +188,9 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted; the run's newest checkpoint is complete (resume with --resume)",
               file=sys.stderr)
         return 130
-    except Exception as e:  # user-facing errors: one clear line, non-zero exit
-        from sharpvision.errors import user_errors
-        if isinstance(e, user_errors()):
-            print(f"sharpvision {args.command}: error: {e}", file=sys.stderr)
-            return 2
-        raise
+    except SharpvisionError as e:  # what the user can fix: one clear line, exit 2; anything else is a bug
+        print(f"sharpvision {args.command}: error: {e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

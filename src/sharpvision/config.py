@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import importlib.resources
 import types
 import typing
+import warnings
 from collections.abc import Hashable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,11 +19,13 @@ from typing import Any, Literal
 
 import yaml
 
+from sharpvision.errors import SharpvisionError
+
 MAX_SEED = 2**32 - 1  # numpy's limit
 MAX_THREADS = 1024  # beyond any machine's cores; OpenMP fails to start far more (a crash, not an error)
 
 
-class ConfigError(ValueError):
+class ConfigError(SharpvisionError, ValueError):
     """A recipe field, file or value is wrong; the message names the culprit."""
 
 
@@ -159,8 +163,8 @@ class TrainConfig:
     compile_mode: Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"] = "default"
     channels_last: bool | None = None  # NHWC memory format; null: on for CNNs on CUDA
     peak_tflops: float | None = None  # the device's peak for MFU when it is not in sharpvision's table
-    sharpness_every: int | None = None  # epochs between lambda_max estimates during training; null: off
-    sharpness_sample: int = 512  # fixed training examples (no augmentation) for that estimate
+    lambda_max_every: int | None = None  # epochs between Hessian lambda_max estimates during training; null: off
+    lambda_max_sample: int = 512  # fixed training examples (no augmentation) for that estimate
     checkpoint_every: int | None = None  # also checkpoint every this many steps inside an epoch; null: epoch ends only
     keep_checkpoints: int = 2  # newest checkpoints kept in the run directory (older ones are deleted)
 
@@ -174,13 +178,13 @@ class TrainConfig:
             _range("train.ema_decay", self.ema_decay, 0.0, 1.0, lo_open=True, hi_open=True)
         _range("train.eval_every", self.eval_every, 1, None)
         _range("train.log_every", self.log_every, 1, None)
-        _range("train.sharpness_sample", self.sharpness_sample, 1, None)
+        _range("train.lambda_max_sample", self.lambda_max_sample, 1, None)
         if self.peak_tflops is not None:
             _range("train.peak_tflops", self.peak_tflops, 0.0, None, lo_open=True)
         _range("train.keep_checkpoints", self.keep_checkpoints, 1, None)
         if self.threads is not None:
             _range("train.threads", self.threads, 1, MAX_THREADS)
-        for name in ("max_steps_per_epoch", "sharpness_every", "checkpoint_every"):
+        for name in ("max_steps_per_epoch", "lambda_max_every", "checkpoint_every"):
             if getattr(self, name) is not None:
                 _range(f"train.{name}", getattr(self, name), 1, None)
 
@@ -313,9 +317,30 @@ def _build(cls: type, data: Any, prefix: str) -> Any:
     return cls(**kwargs)
 
 
+# old field name -> new one; recipes and run directories that use the old name keep working, with a warning
+RENAMED = {"train.sharpness_every": "train.lambda_max_every", "train.sharpness_sample": "train.lambda_max_sample"}
+
+
+def upgrade(data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` with every renamed field under its new name (see :data:`RENAMED`); giving both is an error."""
+    out = _plain(data)
+    for old, new in RENAMED.items():
+        section, old_key = old.split(".")
+        node = out.get(section)
+        if not isinstance(node, dict) or old_key not in node:
+            continue
+        new_key = new.split(".")[1]
+        if new_key in node:
+            raise ConfigError(f"{old}: renamed to {new}, and both are given; keep {new}")
+        warnings.warn(f"{old} is deprecated: it is now {new} (the old name still works for now)", FutureWarning,
+                      stacklevel=3)
+        node[new_key] = node.pop(old_key)
+    return out
+
+
 def from_dict(data: dict[str, Any]) -> Config:
     """A validated Config from a nested dict (fields missing from ``data`` take their defaults)."""
-    cfg = _build(Config, data, "")
+    cfg = _build(Config, upgrade(data) if isinstance(data, dict) else data, "")
     cfg.check()
     return cfg
 
@@ -342,9 +367,26 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     return out
 
 
-def load(path: str | Path, overrides: list[str] | None = None) -> Config:
-    """Load a YAML recipe, apply overrides and validate every field."""
+def shipped_recipes() -> Path:
+    """The folder of the recipes that come with the package (``configs/`` in a checkout links to it)."""
+    return Path(str(importlib.resources.files("sharpvision") / "configs"))
+
+
+def find_recipe(path: str | Path) -> Path:
+    """``path`` itself when it exists; else the shipped recipe of that name, so ``configs/fmnist/vit_sam.yaml``
+    and ``fmnist/vit_sam.yaml`` work from any folder and from an installed package."""
     path = Path(path)
+    if path.exists() or path.is_absolute():
+        return path
+    parts = path.parts[1:] if path.parts[:1] == ("configs",) else path.parts
+    shipped = shipped_recipes().joinpath(*parts) if parts else None
+    return shipped if shipped is not None and shipped.is_file() else path
+
+
+def load(path: str | Path, overrides: list[str] | None = None) -> Config:
+    """Load a YAML recipe (a file, or a shipped recipe's name: see :func:`find_recipe`), apply overrides and
+    validate every field."""
+    path = find_recipe(path)
     if path.is_dir():
         raise ConfigError(f"recipe {path}: is a directory; give a YAML file, e.g. configs/tiny.yaml")
     if not path.is_file():

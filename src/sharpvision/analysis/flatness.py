@@ -29,7 +29,8 @@ from sharpvision.analysis.core import (
     settings,
 )
 from sharpvision.analysis.landscape import gaussian_like, move_to, preserved_state
-from sharpvision.optim import SAM, replay_rng
+from sharpvision.optim import SAM
+from sharpvision.passes import replay_rng
 
 _START = 1e-3  # norm of PGA's random start, as a fraction of rho
 

@@ -17,16 +17,14 @@ from typing import Any
 import torch
 from torch import nn
 
+from sharpvision import checkpoint as ckpt
 from sharpvision import config as svconfig
 from sharpvision import data as svdata
 from sharpvision import models
 from sharpvision.analysis import attention, flatness, hessian, landscape, norms, ntk, plots, sparsity
 from sharpvision.analysis.core import Batches, sample_batches
-from sharpvision.train import checkpoint as ckpt
-from sharpvision.train.loop import Runtime, build_model, device_name, seed_everything
-
-PIECES = ("hessian", "trace", "density", "sharpness", "ntk", "landscape", "flatness", "sparsity", "attention",
-          "norms")
+from sharpvision.config import ConfigError
+from sharpvision.runtime import Runtime, device_name, seeded
 
 
 @dataclasses.dataclass
@@ -48,114 +46,189 @@ def load_subject(target: str | Path) -> Subject:
     saved = ckpt.load(target)
     cfg = svconfig.from_dict(saved.config)
     rt = Runtime.from_config(cfg)
-    seed_everything(cfg.seed)  # the same draws as training, so ``init`` is the run's initialization
-    bundle = svdata.build_datasets(cfg.data, label_smoothing=cfg.train.label_smoothing)
-    init = build_model(cfg, bundle).to(rt.device).eval()
-    model = build_model(cfg, bundle).eval()
+    with seeded(cfg.seed):  # the same draws as training, so ``init`` is the run's initialization
+        bundle = svdata.build_datasets(cfg.data, label_smoothing=cfg.train.label_smoothing)
+        init = models.from_config(cfg, bundle).to(rt.device).eval()
+    model = models.from_config(cfg, bundle).eval()
     ckpt.fit(model, saved.model, saved.path, f"model {cfg.model.name!r}")
     model.to(rt.device)
     name = saved.path.parent.parent.name  # runs/<name>/checkpoints/step_N
     return Subject(name, cfg, model, init, bundle, rt.device, saved.manifest["epoch"])
 
 
-def analyze(subject: Subject, what: list[str], out_dir: Path, sample: int = 2048, batch_size: int = 256,
-            seed: int = 0, mode: str = "eval", dtype: str = "float32", repeats: int = 1, ntk_n: int = 128,
-            landscape_sample: int = 512, landscape_steps: int = 11, trace_samples: int = 99,
-            density_iters: int = 50, density_runs: int = 3, keep_graph: bool | None = None, reuse: bool = False,
-            progress: Callable[[str], None] = print) -> dict[str, dict[str, Any]]:
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """How the pieces measure (the ``sharpvision analyze`` flags of the same names)."""
+
+    sample: int = 2048  # training examples in the fixed analysis sample
+    batch_size: int = 256
+    seed: int = 0  # of the sample and of the random vectors
+    mode: str = "eval"  # model mode (BN, dropout) policy
+    dtype: str = "float32"
+    repeats: int = 1  # lambda_max on this many sample draws (spread)
+    ntk_n: int = 128  # inputs in the NTK kernel
+    landscape_sample: int = 512  # examples per landscape point
+    landscape_steps: int = 11  # grid points per landscape axis
+    trace_samples: int = 99  # Hutch++ matrix-vector products
+    density_iters: int = 50  # Lanczos steps per SLQ run
+    density_runs: int = 3  # SLQ runs (random start vectors)
+    keep_graph: bool | None = None  # Hessian pieces: build the sample's gradient graph once (None: if one batch)
+
+
+@dataclasses.dataclass
+class Context:
+    """What every piece measures on: the subject, its fixed sample, the settings."""
+
+    subject: Subject
+    data: Batches
+    settings: Settings
+    loss_fn: Callable[..., torch.Tensor] = nn.functional.cross_entropy
+
+    @property
+    def hessian_kwargs(self) -> dict[str, Any]:
+        s = self.settings
+        return dict(mode=s.mode, dtype={"float32": torch.float32, "float64": torch.float64}[s.dtype],
+                    keep_graph=s.keep_graph, seed=s.seed)
+
+
+Figures = Callable[[dict[str, dict[str, Any]], Path], list[Path]]  # results by run -> the PNGs written in a folder
+
+
+@dataclasses.dataclass(frozen=True)
+class Piece:
+    """One measurement: how to compute it on a subject, and how to draw one or several runs' results."""
+
+    compute: Callable[[Context], dict[str, Any]]
+    figures: Figures = lambda results, out: []  # noqa: E731
+    compares: bool = True  # the figures can show several runs side by side
+
+
+def _hessian(c: Context) -> dict[str, Any]:
+    s, subject = c.settings, c.subject
+    n = min(s.sample, len(subject.bundle.train))
+    draws = [c.data] + [sample_batches(subject.bundle.train_plain, n, s.batch_size, s.seed + r, subject.device)
+                        for r in range(1, s.repeats)]
+    top = [hessian.hessian_eigenvalues(c.subject.model, c.loss_fn, d, k=1, **c.hessian_kwargs) for d in draws]
+    blockwise = hessian.hessian_eigenvalues_per_block(c.subject.model, c.loss_fn, c.data, **c.hessian_kwargs)
+    values = [t["eigenvalues"][0] for t in top]
+    return {"lambda_max": values[0], "lambda_max_over_samples": values, "lambda_max_mean": statistics.fmean(values),
+            "lambda_max_std": statistics.stdev(values) if len(values) > 1 else 0.0, "per_block": blockwise["blocks"],
+            "settings": top[0]["settings"], "sample_seeds": list(range(s.seed, s.seed + s.repeats))}
+
+
+def _sharpness(c: Context) -> dict[str, Any]:
+    model, mode, seed = c.subject.model, c.settings.mode, c.settings.seed
+    return {"sam": flatness.sam_sharpness(model, c.loss_fn, c.data, rho=c.subject.cfg.optim.rho or 0.05, mode=mode),
+            "worst_case": flatness.worst_case_sharpness(model, c.loss_fn, c.data, seed=seed, mode=mode),
+            "adaptive_worst_case": flatness.worst_case_sharpness(model, c.loss_fn, c.data, rho=0.5, adaptive=True,
+                                                                 seed=seed, mode=mode)}
+
+
+def _ntk(c: Context) -> dict[str, Any]:
+    n = c.settings.ntk_n
+    inputs = torch.cat([x for x, _ in c.data])[:n]
+    return {"at_init": ntk.ntk_condition_number(c.subject.init, inputs, reduction="sum"),
+            "at_init_full": ntk.ntk_condition_number(c.subject.init, inputs[:min(n, 32)], reduction="full")}
+
+
+def _landscape(c: Context) -> dict[str, Any]:
+    s, small = c.settings, _take(c.data, c.settings.landscape_sample)
+    plane = landscape.loss_landscape_2d(c.subject.model, c.loss_fn, small, steps=s.landscape_steps, seed=s.seed,
+                                        mode=s.mode)
+    line = landscape.loss_landscape_1d(c.subject.model, c.loss_fn, small, other=c.subject.init, span=(-0.25, 1.25),
+                                       steps=s.landscape_steps * 2 - 1, mode=s.mode)
+    return {"plane": plane, "init_to_final": line}
+
+
+def _attention(c: Context) -> dict[str, Any]:
+    subject = c.subject
+    test = svdata.eval_loader(subject.bundle.test, dataclasses.replace(subject.cfg.data, eval_batch_size=8))
+    images = next(iter(test))[0].to(subject.device)
+    maps = attention.attention_maps(subject.model, images, mode=c.settings.mode)
+    return {"grid": list(maps["grid"]), "rollout": maps["rollout"].tolist(), "cls_mean": maps["cls_mean"].tolist(),
+            "settings": maps["settings"], "images": images.cpu().tolist()}
+
+
+def _per_block(name: str, title: str, ylabel: str, log: bool = False) -> Figures:
+    return lambda results, out: [plots.per_block(results, "per_block", out / name, title, ylabel, log=log)]
+
+
+def _landscape_figures(results: dict[str, dict[str, Any]], out: Path) -> list[Path]:
+    return [plots.landscape_2d({run: r["plane"] for run, r in results.items()}, out / "landscape_2d.png"),
+            plots.landscape_1d({run: r["init_to_final"] for run, r in results.items()}, out / "landscape_1d.png",
+                               "loss from the trained weights (0) to the initialization (1)")]
+
+
+def _attention_figures(results: dict[str, dict[str, Any]], out: Path) -> list[Path]:
+    (run, r), = results.items()
+    cls_mean = torch.tensor(r["cls_mean"])
+    return [plots.attention_grid(torch.tensor(r["images"]), {"rollout": torch.tensor(r["rollout"]),
+                                                             "CLS attention, last layer": cls_mean[:, -1],
+                                                             "CLS attention, first layer": cls_mean[:, 0]},
+                                 out / "attention.png", f"{run}: attention")]
+
+
+# the pieces in the order they run; adding one is one entry (and, for the short table, a line in summary_rows)
+PIECES: dict[str, Piece] = {
+    "hessian": Piece(_hessian, _per_block("hessian_per_block.png", "top Hessian eigenvalue per block", "lambda_max",
+                                          log=True)),
+    "trace": Piece(lambda c: hessian.hessian_trace(c.subject.model, c.loss_fn, c.data, method="hutch++",
+                                                   samples=c.settings.trace_samples, **c.hessian_kwargs)),
+    "density": Piece(lambda c: hessian.hessian_density(c.subject.model, c.loss_fn, c.data,
+                                                       iters=c.settings.density_iters, runs=c.settings.density_runs,
+                                                       **c.hessian_kwargs),
+                     lambda results, out: [plots.density(results, out / "density.png")]),
+    "sharpness": Piece(_sharpness),
+    "ntk": Piece(_ntk),
+    "landscape": Piece(_landscape, _landscape_figures),
+    "flatness": Piece(lambda c: flatness.average_flatness(c.subject.model, c.loss_fn, c.data, sigma=0.01,
+                                                          seed=c.settings.seed, mode=c.settings.mode)),
+    "sparsity": Piece(lambda c: sparsity.active_neuron_fraction(c.subject.model, c.data, mode=c.settings.mode),
+                      _per_block("sparsity.png", "active neurons (> 0 after the activation) per block",
+                                 "fraction active")),
+    "attention": Piece(_attention, _attention_figures, compares=False),
+    "norms": Piece(lambda c: norms.weight_norms(c.subject.model),
+                   _per_block("norms.png", "weight norm per block", "L2 norm")),
+}
+
+
+def analyze(subject: Subject, what: list[str], out_dir: Path, reuse: bool = False,
+            progress: Callable[[str], None] = print, **settings: Any) -> dict[str, dict[str, Any]]:
     """Run the ``what`` pieces on ``subject``; write ``out_dir/<piece>.json`` (+ ``.png``); return the results.
 
-    ``reuse`` loads a piece's JSON already in ``out_dir`` when it is for this run at this epoch, so adding a
-    piece or a comparison later does not recompute the expensive ones (the settings are those in the file).
+    ``settings`` are :class:`Settings` fields (``sample=4096, repeats=5``, ...). ``reuse`` loads a piece's JSON
+    already in ``out_dir`` when it is for this run at this epoch, so adding a piece or a comparison later does not
+    recompute the expensive ones (the settings are those in the file).
     """
+    _check_pieces(subject, what)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    s = Settings(**settings)
+    data = sample_batches(subject.bundle.train_plain, min(s.sample, len(subject.bundle.train)), s.batch_size, s.seed,
+                          subject.device)
+    context, results = Context(subject, data, s), {}
+    for name in what:
+        path = out_dir / f"{name}.json"
+        if reuse and (saved := _saved(path, subject)):
+            progress(f"analyze {subject.name}: {name} (reused {path})")
+            results[name] = saved
+            continue
+        progress(f"analyze {subject.name}: {name}")
+        results[name] = {"run": subject.name, "model": subject.cfg.model.name, "epoch": subject.epoch,
+                         "device": device_name(subject.device), "torch": str(torch.__version__),
+                         **PIECES[name].compute(context)}
+        path.write_text(json.dumps(results[name], indent=2, default=_plain) + "\n")
+        PIECES[name].figures({subject.name: results[name]}, out_dir)
+    return results
+
+
+def _check_pieces(subject: Subject, what: list[str]) -> None:
     unknown = [w for w in what if w not in PIECES]
     if unknown:
-        raise ValueError(f"--what: unknown piece(s) {', '.join(unknown)}; choose from {', '.join(PIECES)}")
-    if "attention" in what and models.family(subject.cfg.model.name) != "vit":
-        raise ValueError(f"--what attention: model {subject.cfg.model.name!r} ({models.family(subject.cfg.model.name)})"
-                         " has no attention; attention maps need a ViT with a class token")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    torch_dtype = {"float32": torch.float32, "float64": torch.float64}[dtype]
-    loss_fn = nn.functional.cross_entropy
-    model, dev = subject.model, subject.device
-    n = min(sample, len(subject.bundle.train))
-    data = sample_batches(subject.bundle.train_plain, n, batch_size, seed, dev)
-    common = dict(mode=mode, dtype=torch_dtype, keep_graph=keep_graph)  # for the Hessian pieces
-    results: dict[str, dict[str, Any]] = {}
-
-    def record(piece: str, result: dict[str, Any]) -> None:
-        result = {"run": subject.name, "model": subject.cfg.model.name, "epoch": subject.epoch,
-                  "device": device_name(dev), "torch": str(torch.__version__), **result}
-        (out_dir / f"{piece}.json").write_text(json.dumps(result, indent=2, default=_plain) + "\n")
-        results[piece] = result
-
-    for piece in what:
-        if reuse and (saved := _saved(out_dir / f"{piece}.json", subject)):
-            progress(f"analyze {subject.name}: {piece} (reused {out_dir / f'{piece}.json'})")
-            results[piece] = saved
-            continue
-        progress(f"analyze {subject.name}: {piece}")
-        if piece == "hessian":
-            draws = [data] + [sample_batches(subject.bundle.train_plain, n, batch_size, seed + r, dev)
-                              for r in range(1, repeats)]
-            top = [hessian.hessian_eigenvalues(model, loss_fn, d, k=1, seed=seed, **common) for d in draws]
-            blockwise = hessian.hessian_eigenvalues_per_block(model, loss_fn, data, seed=seed, **common)
-            values = [t["eigenvalues"][0] for t in top]
-            record(piece, {"lambda_max": values[0], "lambda_max_over_samples": values,
-                           "lambda_max_mean": statistics.fmean(values),
-                           "lambda_max_std": statistics.stdev(values) if len(values) > 1 else 0.0,
-                           "per_block": blockwise["blocks"], "settings": top[0]["settings"],
-                           "sample_seeds": list(range(seed, seed + repeats))})
-            plots.per_block({subject.name: results[piece]}, "per_block", out_dir / "hessian_per_block.png",
-                            "top Hessian eigenvalue per block", "lambda_max", log=True)
-        elif piece == "trace":
-            record(piece, hessian.hessian_trace(model, loss_fn, data, method="hutch++", samples=trace_samples,
-                                                seed=seed, **common))
-        elif piece == "density":
-            record(piece, hessian.hessian_density(model, loss_fn, data, iters=density_iters, runs=density_runs,
-                                                  seed=seed, **common))
-            plots.density({subject.name: results[piece]}, out_dir / "density.png")
-        elif piece == "sharpness":
-            record(piece, {"sam": flatness.sam_sharpness(model, loss_fn, data, rho=subject.cfg.optim.rho or 0.05,
-                                                         mode=mode),
-                           "worst_case": flatness.worst_case_sharpness(model, loss_fn, data, seed=seed, mode=mode),
-                           "adaptive_worst_case": flatness.worst_case_sharpness(model, loss_fn, data, rho=0.5,
-                                                                                adaptive=True, seed=seed, mode=mode)})
-        elif piece == "ntk":
-            inputs = torch.cat([x for x, _ in data])[:ntk_n]
-            record(piece, {"at_init": ntk.ntk_condition_number(subject.init, inputs, reduction="sum"),
-                           "at_init_full": ntk.ntk_condition_number(subject.init, inputs[:min(ntk_n, 32)],
-                                                                    reduction="full")})
-        elif piece == "landscape":
-            small = _take(data, landscape_sample)
-            plane = landscape.loss_landscape_2d(model, loss_fn, small, steps=landscape_steps, seed=seed, mode=mode)
-            line = landscape.loss_landscape_1d(model, loss_fn, small, other=subject.init, span=(-0.25, 1.25),
-                                               steps=landscape_steps * 2 - 1, mode=mode)
-            record(piece, {"plane": plane, "init_to_final": line})
-            plots.landscape_2d({subject.name: plane}, out_dir / "landscape_2d.png")
-            plots.landscape_1d({subject.name: line}, out_dir / "landscape_1d.png",
-                               "loss from the trained weights (0) to the initialization (1)")
-        elif piece == "flatness":
-            record(piece, flatness.average_flatness(model, loss_fn, data, sigma=0.01, seed=seed, mode=mode))
-        elif piece == "sparsity":
-            record(piece, sparsity.active_neuron_fraction(model, data, mode=mode))
-            plots.per_block({subject.name: results[piece]}, "per_block", out_dir / "sparsity.png",
-                            "active neurons (> 0 after the activation) per block", "fraction active")
-        elif piece == "attention":
-            test = svdata.eval_loader(subject.bundle.test, dataclasses.replace(subject.cfg.data, eval_batch_size=8))
-            images = next(iter(test))[0].to(dev)
-            maps = attention.attention_maps(model, images, mode=mode)
-            record(piece, {"grid": list(maps["grid"]), "rollout": maps["rollout"].tolist(),
-                           "cls_mean": maps["cls_mean"].tolist(), "settings": maps["settings"]})
-            plots.attention_grid(images.cpu(), {"rollout": maps["rollout"].cpu(),
-                                                "CLS attention, last layer": maps["cls_mean"][:, -1].cpu(),
-                                                "CLS attention, first layer": maps["cls_mean"][:, 0].cpu()},
-                                 out_dir / "attention.png", f"{subject.name}: attention")
-        elif piece == "norms":
-            record(piece, norms.weight_norms(model))
-            plots.per_block({subject.name: results[piece]}, "per_block", out_dir / "norms.png",
-                            "weight norm per block", "L2 norm")
-    return results
+        raise ConfigError(f"--what: unknown piece(s) {', '.join(unknown)}; choose from {', '.join(PIECES)}")
+    family = models.family(subject.cfg.model.name)
+    if "attention" in what and family != "vit":
+        raise ConfigError(f"--what attention: model {subject.cfg.model.name!r} ({family}) has no attention; "
+                          "attention maps need a ViT with a class token")
 
 
 def summary_rows(results: dict[str, dict[str, Any]]) -> list[tuple[str, str]]:
@@ -242,22 +315,8 @@ def compare(by_run: dict[str, dict[str, dict[str, Any]]], out_dir: Path, command
     (out_dir / "compare.json").write_text(json.dumps({"command": command, "runs": runs}, indent=2) + "\n")
     written = [out_dir / "compare.json"]
 
-    def having(piece: str) -> dict[str, dict[str, Any]]:
-        return {run: r[piece] for run, r in by_run.items() if piece in r}
-
-    if len(h := having("hessian")) > 1:
-        written.append(plots.per_block(h, "per_block", out_dir / "hessian_per_block.png",
-                                       "top Hessian eigenvalue per block", "lambda_max", log=True))
-    if len(d := having("density")) > 1:
-        written.append(plots.density(d, out_dir / "density.png"))
-    if len(s := having("sparsity")) > 1:
-        written.append(plots.per_block(s, "per_block", out_dir / "sparsity.png",
-                                       "active neurons (> 0 after the activation) per block", "fraction active"))
-    if len(w := having("norms")) > 1:
-        written.append(plots.per_block(w, "per_block", out_dir / "norms.png", "weight norm per block", "L2 norm"))
-    if len(land := having("landscape")) > 1:
-        written.append(plots.landscape_2d({run: r["plane"] for run, r in land.items()}, out_dir / "landscape_2d.png"))
-        written.append(plots.landscape_1d({run: r["init_to_final"] for run, r in land.items()},
-                                          out_dir / "landscape_1d.png",
-                                          "loss from the trained weights (0) to the initialization (1)"))
+    for name, piece in PIECES.items():
+        runs_with = {run: r[name] for run, r in by_run.items() if name in r}
+        if piece.compares and len(runs_with) > 1:
+            written += piece.figures(runs_with, out_dir)
     return written

@@ -1,4 +1,4 @@
-"""Datasets, splits, preprocessing and loaders: ``build_datasets(cfg.data)`` then ``build_loaders``.
+"""Datasets, splits, preprocessing and loaders: ``build_datasets(cfg.data)`` then ``Loaders.build``.
 
 Sources: Fashion-MNIST from the gzipped IDX files (default /usr/share/datasets/fashion-mnist, Debian package
 dataset-fashion-mnist), CIFAR-10/100 through torchvision (default root ~/.cache/sharpvision/cifar) and
@@ -10,8 +10,8 @@ augments whole batches there (``data.loader``), with the same batch order.
 
 from sharpvision.data.bundle import DataBundle, build_datasets
 from sharpvision.data.errors import DataError
-from sharpvision.data.loaders import build_loaders, eval_loader, train_loader_for_epoch
+from sharpvision.data.loaders import eval_loader, train_loader_for_epoch
 from sharpvision.data.pipeline import Loaders, uses_device_loader
 
-__all__ = ["DataBundle", "DataError", "Loaders", "build_datasets", "build_loaders", "eval_loader",
+__all__ = ["DataBundle", "DataError", "Loaders", "build_datasets", "eval_loader",
            "train_loader_for_epoch", "uses_device_loader"]

@@ -69,9 +69,3 @@ def eval_loader(dataset: Dataset, cfg: DataConfig, rank: int = 0, world: int = 1
     return DataLoader(dataset, batch_size=cfg.eval_batch_size, shuffle=False, num_workers=cfg.num_workers,
                       pin_memory=torch.cuda.is_available())
 
-
-def build_loaders(bundle: DataBundle, cfg: DataConfig, seed: int,
-                  epoch: int = 0) -> tuple[DataLoader, DataLoader | None, DataLoader]:
-    """Train loader for ``epoch``, val loader (None without val) and test loader."""
-    val = eval_loader(bundle.val, cfg) if bundle.val is not None else None
-    return train_loader_for_epoch(bundle, cfg, seed, epoch), val, eval_loader(bundle.test, cfg)

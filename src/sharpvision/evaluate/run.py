@@ -5,11 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from sharpvision import checkpoint as ckpt
 from sharpvision import config as svconfig
 from sharpvision import data as svdata
+from sharpvision import models
 from sharpvision.evaluate.accuracy import evaluate
-from sharpvision.train import checkpoint as ckpt
-from sharpvision.train.loop import Runtime, build_model
+from sharpvision.runtime import Runtime
 
 
 def evaluate_run(target: str | Path, ema: bool = False, overrides: list[str] | None = None) -> dict[str, Any]:
@@ -18,7 +19,7 @@ def evaluate_run(target: str | Path, ema: bool = False, overrides: list[str] | N
     cfg = svconfig.from_dict(svconfig.apply_overrides(saved.config, overrides or []))
     rt = Runtime.from_config(cfg)
     bundle = svdata.build_datasets(cfg.data)
-    model = build_model(cfg, bundle)
+    model = models.from_config(cfg, bundle)
     if ema:
         if saved.ema is None:
             raise ckpt.CheckpointError(f"checkpoint {saved.path}: the run kept no EMA weights (train.ema_decay was "

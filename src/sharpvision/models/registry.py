@@ -23,12 +23,13 @@ from timm.models.resnetv2 import ResNetV2
 from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 
+from sharpvision.errors import SharpvisionError
 from sharpvision.models.cifar import cifar_convnext, cifar_resnet
 
 PAPER, SMALL, MICRO = "paper", "small-image", "CPU micro"
 
 
-class UnknownModelError(ValueError):
+class UnknownModelError(SharpvisionError, ValueError):
     """Neither a registered name nor a timm model; the message lists close matches."""
 
 

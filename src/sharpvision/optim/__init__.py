@@ -8,8 +8,8 @@ from sharpvision.optim.factory import (
     lr_factor,
     param_groups,
 )
-from sharpvision.optim.sam import SAM, frozen_bn_stats, replay_rng
+from sharpvision.optim.sam import SAM
 from sharpvision.optim.variants import GSAM, LookSAM
 
 __all__ = ["GSAM", "SAM", "SAM_VARIANTS", "LookSAM", "base_optimizer", "build_optimizer", "build_scheduler",
-           "frozen_bn_stats", "lr_factor", "param_groups", "replay_rng"]
+           "lr_factor", "param_groups"]

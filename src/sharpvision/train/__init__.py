@@ -1,9 +1,7 @@
-"""Training: the loop, one step, checkpoints, run directories and logs."""
+"""Training: the loop, one step, the run's session and position, run directories and logs."""
 
-from sharpvision.train.checkpoint import CheckpointError
-from sharpvision.train.loop import Runtime, TrainingDiverged, build_model, read_summary, train
+from sharpvision.train.loop import TrainingDiverged, read_summary, train
 from sharpvision.train.rundir import RunDir, RunDirError
-from sharpvision.train.step import make_step
+from sharpvision.train.step import PerturbationGroups, make_step
 
-__all__ = ["CheckpointError", "RunDir", "RunDirError", "Runtime", "TrainingDiverged", "build_model", "make_step",
-           "read_summary", "train"]
+__all__ = ["PerturbationGroups", "RunDir", "RunDirError", "TrainingDiverged", "make_step", "read_summary", "train"]

@@ -18,7 +18,7 @@ import torch.distributed as dist
 from torch import nn
 
 from sharpvision.config import ConfigError
-from sharpvision.train.step import Sharpness
+from sharpvision.train.step import PerturbationGroups
 
 
 @dataclass(frozen=True)
@@ -40,6 +40,11 @@ class Dist:
 def launched() -> bool:
     """Whether this process was started by torchrun (or another launcher that sets RANK and WORLD_SIZE)."""
     return "RANK" in os.environ and "WORLD_SIZE" in os.environ
+
+
+def launched_rank() -> int:
+    """This process's rank from torchrun's environment (0 when not launched by it), before any group exists."""
+    return int(os.environ["RANK"]) if launched() else 0
 
 
 def setup(device_kind: str) -> Dist:
@@ -104,8 +109,8 @@ def mean_over_group(group: dist.ProcessGroup | None, size: int, tensors: list[to
         offset += t.numel()
 
 
-def sharpness_plan(m: int | None, batch_size: int, d: Dist,
-                   no_sync: Callable[[], AbstractContextManager]) -> tuple[Sharpness, int]:
+def perturbation_groups(m: int | None, batch_size: int, d: Dist,
+                   no_sync: Callable[[], AbstractContextManager]) -> tuple[PerturbationGroups, int]:
     """How SAM perturbs under ``d``'s workers for ``optim.m`` (None: each worker's batch); returns the plan and m.
 
     m below the worker batch splits it into groups (one ascent each); m above it shares the ascent gradient
@@ -122,13 +127,13 @@ def sharpness_plan(m: int | None, batch_size: int, d: Dist,
         if local % m:
             raise ConfigError(f"optim.m: {m} must divide the per-worker batch {local} (data.batch_size "
                               f"{batch_size} over {d.world} workers) or be a multiple of it")
-        return Sharpness(splits=local // m, no_sync=no_sync, average=average), m
+        return PerturbationGroups(splits=local // m, no_sync=no_sync, average=average), m
     span = m // local
     if m % local or d.world % span:
         raise ConfigError(f"optim.m: {m} must be a multiple of the per-worker batch {local} that divides "
                           f"data.batch_size={batch_size}, or divide {local}")
     group = None if span == d.world else dist.new_subgroups(group_size=span)[0]
-    return Sharpness(no_sync=no_sync, share=partial(mean_over_group, group, span), average=average), m
+    return PerturbationGroups(no_sync=no_sync, share=partial(mean_over_group, group, span), average=average), m
 
 
 def rank_seed(seed: int, rank: int) -> int:
@@ -136,5 +141,5 @@ def rank_seed(seed: int, rank: int) -> int:
     return (seed + 1_000_003 * rank) % 2**32
 
 
-__all__ = ["Dist", "broadcast_buffers", "gather", "launched", "mean_over_group", "rank_seed", "setup",
-           "sharpness_plan", "shutdown", "sum_all"]
+__all__ = ["Dist", "broadcast_buffers", "gather", "launched", "launched_rank", "mean_over_group", "rank_seed", "setup",
+           "perturbation_groups", "shutdown", "sum_all"]

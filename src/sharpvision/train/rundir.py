@@ -25,16 +25,17 @@ import yaml
 from torch import nn
 
 import sharpvision
+from sharpvision import checkpoint as ckpt
 from sharpvision import config as svconfig
 from sharpvision.config import Config
-from sharpvision.train import checkpoint as ckpt
+from sharpvision.errors import SharpvisionError
 
 # fields a resumed run may change: where the data lives and how the run is observed, not what it computes
 RESUME_MAY_CHANGE = ("data.root", "data.num_workers", "train.threads", "train.log_every", "train.checkpoint_every",
                      "train.keep_checkpoints")
 
 
-class RunDirError(RuntimeError):
+class RunDirError(SharpvisionError, RuntimeError):
     """The run directory cannot be used as asked (exists without --resume, config mismatch, ...)."""
 
 
@@ -152,6 +153,7 @@ def versions() -> dict[str, str]:
 
 
 def _refuse_changes(saved: Any, cfg: Config, source: str) -> None:
+    saved = svconfig.upgrade(saved) if isinstance(saved, dict) else saved  # a run saved before a field's rename
     diff = [d for d in _diff(saved, cfg.to_dict()) if not d.startswith(tuple(f"{f} (" for f in RESUME_MAY_CHANGE))]
     if diff:
         raise RunDirError(f"--resume: the recipe differs from {source} in {', '.join(diff)}; resume with the same "

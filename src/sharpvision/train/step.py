@@ -14,13 +14,14 @@ import torch
 from torch import nn
 from torch.optim import Optimizer
 
-from sharpvision.optim.sam import SAM, frozen_bn_stats, replay_rng
+from sharpvision.optim.sam import SAM
+from sharpvision.passes import frozen_bn_stats, replay_rng
 
 StepFn = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
 
 @dataclass
-class Sharpness:
+class PerturbationGroups:
     """Which examples one SAM perturbation is computed on (m-sharpness, Foret et al. Sec. 4.1).
 
     ``splits`` groups of m examples per worker batch, each with its own ascent; ``no_sync`` keeps the ascent
@@ -38,19 +39,19 @@ class Sharpness:
 
 def make_step(model: nn.Module, optimizer: Optimizer, loss_fn: nn.Module, clip_grad_norm: float | None,
               autocast: Callable[[], AbstractContextManager], sam_every: int = 1,
-              step_index: Callable[[], int] | None = None, sharpness: Sharpness | None = None) -> StepFn:
+              step_index: Callable[[], int] | None = None, groups: PerturbationGroups | None = None) -> StepFn:
     """A training step for ``optimizer``: two passes when it is a :class:`SAM`, one otherwise.
 
     ``sam_every=k`` (SAM-k, Composer's ``interval``): SAM's two passes only on steps whose ``step_index()`` is a
     multiple of k; the others take one pass and a plain base-optimizer step, so they really cost one pass. The
     index comes from the caller (the trainer passes the scheduler's step count, which a resume restores).
-    ``sharpness`` sets m (see :class:`Sharpness`); under DDP the descent gradient is all-reduced as usual.
+    ``groups`` sets m (see :class:`PerturbationGroups`); under DDP the descent gradient is all-reduced as usual.
     """
     if sam_every < 1:
         raise ValueError(f"sam_every must be >= 1, got {sam_every}")
     if sam_every > 1 and (step_index is None or not isinstance(optimizer, SAM)):
         raise ValueError("sam_every > 1 needs a SAM optimizer and a step_index callable")
-    sharpness = sharpness or Sharpness()
+    groups = groups or PerturbationGroups()
     params = [p for group in optimizer.param_groups for p in group["params"]]
 
     def forward_backward(x: torch.Tensor, y: torch.Tensor, scale: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -62,8 +63,8 @@ def make_step(model: nn.Module, optimizer: Optimizer, loss_fn: nn.Module, clip_g
 
     def descend() -> None:
         if isinstance(optimizer, SAM):  # GSAM / LookSAM combine their gradients first
-            if sharpness.average is not None and optimizer.first_gradient:
-                sharpness.average(optimizer.first_gradient)
+            if groups.average is not None and optimizer.first_gradient:
+                groups.average(optimizer.first_gradient)
             optimizer.shape_gradient()
         if clip_grad_norm is not None:  # the gradient that moves the weights is the one clipped
             torch.nn.utils.clip_grad_norm_(params, clip_grad_norm)
@@ -82,10 +83,10 @@ def make_step(model: nn.Module, optimizer: Optimizer, loss_fn: nn.Module, clip_g
 
     def ascend(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """L(w) and its gradient on this group, kept local, shared over m's workers if m spans several; perturb."""
-        with sharpness.no_sync():
+        with groups.no_sync():
             out = forward_backward(x, y)
-        if sharpness.share is not None:
-            sharpness.share([p.grad for p in params if p.grad is not None])
+        if groups.share is not None:
+            groups.share([p.grad for p in params if p.grad is not None])
         optimizer.perturb()
         optimizer.zero_grad(set_to_none=True)
         return out
@@ -93,7 +94,7 @@ def make_step(model: nn.Module, optimizer: Optimizer, loss_fn: nn.Module, clip_g
     def sam_step(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if sam_every > 1 and step_index() % sam_every:
             return base_step(x, y)
-        n = sharpness.splits
+        n = groups.splits
         outs, held = [], []  # held: the descent gradients of the groups done so far, summed
         for j, (xj, yj) in enumerate(zip(x.chunk(n), y.chunk(n))):
             last = j == n - 1
@@ -103,7 +104,7 @@ def make_step(model: nn.Module, optimizer: Optimizer, loss_fn: nn.Module, clip_g
                     p.grad = g
                 replay()  # same dropout masks at w + e
                 # BN running statistics from the first pass only; the last group's backward all-reduces the sum
-                with frozen_bn_stats(model), (nullcontext() if last else sharpness.no_sync()):
+                with frozen_bn_stats(model), (nullcontext() if last else groups.no_sync()):
                     forward_backward(xj, yj, 1.0 / n)
             if not last:
                 held = [(p, p.grad) for p in params if p.grad is not None]

@@ -32,12 +32,14 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from sharpvision.errors import SharpvisionError
+
 FORMAT = "sharpvision-checkpoint/1"
 LATEST = "latest"
 PREFIX = "step_"
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(SharpvisionError, RuntimeError):
     """A checkpoint is missing, truncated or belongs to another run; the message names the file."""
 
 

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from sharpvision.optim.sam import frozen_bn_stats
+from sharpvision.passes import frozen_bn_stats
 
 # Dense peak TFLOP/s (no sparsity) by device-name fragment: (bf16 tensor cores, tf32 tensor cores, fp32).
 # Vendor data sheets; the first fragment found in torch.cuda.get_device_name() wins, so specific names come first.
