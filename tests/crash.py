@@ -37,49 +37,59 @@ def counter(n: int):  # noqa: ANN201 - returns a "count one; is this the n-th?" 
     return tick
 
 
+def kill_after_step(point: str, tick) -> None:  # noqa: ANN001
+    real_make_step = session.make_step
+
+    def make_step(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        step = real_make_step(*args, **kwargs)
+
+        def killing_step(x, y):  # noqa: ANN001, ANN202
+            out = step(x, y)
+            if tick():
+                die()
+            return out
+        return killing_step
+    session.make_step = make_step
+
+
+def kill_while_writing(point: str, tick) -> None:  # noqa: ANN001
+    real_save_file, real_torch_save = checkpoint.save_file, checkpoint.torch.save
+
+    def save_file(tensors, path):  # noqa: ANN001, ANN202
+        real_save_file(tensors, path)
+        if point == "write" and Path(path).name == "model.safetensors" and tick():
+            os.truncate(path, Path(path).stat().st_size // 2)
+            die()
+
+    def torch_save(obj, path):  # noqa: ANN001, ANN202
+        real_torch_save(obj, path)
+        if point == "state" and tick():
+            die()
+    checkpoint.save_file = save_file
+    checkpoint.torch.save = torch_save
+
+
+def kill_after_rename(point: str, tick) -> None:  # noqa: ANN001
+    real_fsync_dir = checkpoint._fsync_dir
+    calls = [0]
+
+    def fsync_dir(folder):  # noqa: ANN001, ANN202
+        real_fsync_dir(folder)
+        calls[0] += 1
+        # save() syncs the folder after each of its two renames: the checkpoint folder's, then latest's
+        if (calls[0] % 2 == 1) == (point == "rename") and tick():
+            die()
+    checkpoint._fsync_dir = fsync_dir
+
+
+INSTALL = {"step": kill_after_step, "write": kill_while_writing, "state": kill_while_writing,
+           "rename": kill_after_rename, "latest": kill_after_rename}
+
+
 def install(point: str, n: int) -> None:
-    tick = counter(n)
-    if point == "step":
-        real_make_step = session.make_step
-
-        def make_step(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
-            step = real_make_step(*args, **kwargs)
-
-            def killing_step(x, y):  # noqa: ANN001, ANN202
-                out = step(x, y)
-                if tick():
-                    die()
-                return out
-            return killing_step
-        session.make_step = make_step
-    elif point in ("write", "state"):
-        real_save_file, real_torch_save = checkpoint.save_file, checkpoint.torch.save
-
-        def save_file(tensors, path):  # noqa: ANN001, ANN202
-            real_save_file(tensors, path)
-            if point == "write" and Path(path).name == "model.safetensors" and tick():
-                os.truncate(path, Path(path).stat().st_size // 2)
-                die()
-
-        def torch_save(obj, path):  # noqa: ANN001, ANN202
-            real_torch_save(obj, path)
-            if point == "state" and tick():
-                die()
-        checkpoint.save_file = save_file
-        checkpoint.torch.save = torch_save
-    elif point in ("rename", "latest"):
-        real_fsync_dir = checkpoint._fsync_dir
-        calls = [0]
-
-        def fsync_dir(folder):  # noqa: ANN001, ANN202
-            real_fsync_dir(folder)
-            calls[0] += 1
-            # save() syncs the folder after each of its two renames: the checkpoint folder's, then latest's
-            if (calls[0] % 2 == 1) == (point == "rename") and tick():
-                die()
-        checkpoint._fsync_dir = fsync_dir
-    else:
+    if point not in INSTALL:
         raise SystemExit(f"crash.py: unknown point {point!r}")
+    INSTALL[point](point, counter(n))
 
 
 if __name__ == "__main__":

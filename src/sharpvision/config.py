@@ -110,6 +110,20 @@ class OptimConfig:
         _range("optim.rho", self.rho, 0.0, None)
         _range("optim.eta", self.eta, 0.0, None)
         _range("optim.sam_every", self.sam_every, 1, None)
+        self._check_variant()
+        for i, b in enumerate(self.betas):
+            _range(f"optim.betas[{i}]", b, 0.0, 1.0, hi_open=True)
+        if self.clip_grad_norm is not None:
+            _range("optim.clip_grad_norm", self.clip_grad_norm, 0.0, None, lo_open=True)
+        if self.m is not None:
+            if not self.sam:
+                raise ConfigError(f"optim.m: {self.m} needs optim.sam=true (it sets the batch SAM perturbs on)")
+            _range("optim.m", self.m, 1, None)
+        if self.nesterov and self.name != "sgd":
+            raise ConfigError(f"optim.nesterov: only for optim.name=sgd, not {self.name!r}")
+
+    def _check_variant(self) -> None:
+        """The fields that shape SAM's step need SAM, and the variant that uses them."""
         if self.sam_every > 1 and not self.sam:
             raise ConfigError(f"optim.sam_every: {self.sam_every} needs optim.sam=true (it spaces SAM's steps)")
         for name in ("variant", "alpha", "rho_min"):
@@ -124,16 +138,6 @@ class OptimConfig:
             _range("optim.alpha", self.alpha, 0.0, None)
         if self.rho_min is not None:
             _range("optim.rho_min", self.rho_min, 0.0, self.rho)
-        for i, b in enumerate(self.betas):
-            _range(f"optim.betas[{i}]", b, 0.0, 1.0, hi_open=True)
-        if self.clip_grad_norm is not None:
-            _range("optim.clip_grad_norm", self.clip_grad_norm, 0.0, None, lo_open=True)
-        if self.m is not None:
-            if not self.sam:
-                raise ConfigError(f"optim.m: {self.m} needs optim.sam=true (it sets the batch SAM perturbs on)")
-            _range("optim.m", self.m, 1, None)
-        if self.nesterov and self.name != "sgd":
-            raise ConfigError(f"optim.nesterov: only for optim.name=sgd, not {self.name!r}")
 
 
 @dataclass
@@ -242,30 +246,12 @@ _PLAIN = {bool: "true or false", int: "an integer", str: "a string"}
 def _coerce(name: str, tp: Any, value: Any) -> Any:
     """Check ``value`` against the annotation ``tp`` and convert where lossless (int -> float, list -> tuple)."""
     origin = typing.get_origin(tp)
-    if value is None and origin not in (typing.Union, types.UnionType):
-        raise ConfigError(f"{name}: null is not allowed")
     if origin in (typing.Union, types.UnionType):
-        args = typing.get_args(tp)
-        if value is None:
-            if type(None) in args:
-                return None
-            raise ConfigError(f"{name}: null is not allowed")
-        errors = []
-        for arg in args:
-            if arg is type(None):
-                continue
-            try:
-                return _coerce(name, arg, value)
-            except ConfigError as e:
-                errors.append(str(e))
-        raise ConfigError(errors[0] if len(errors) == 1 else f"{name}: {value!r} matches none of {tp}")
+        return _coerce_union(name, tp, value)
+    if value is None:
+        raise ConfigError(f"{name}: null is not allowed")
     if origin is Literal:
-        allowed = typing.get_args(tp)
-        if value not in allowed:
-            close = difflib.get_close_matches(str(value), [str(a) for a in allowed], n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise ConfigError(f"{name}: {value!r} is not one of {', '.join(map(repr, allowed))}{hint}")
-        return value
+        return _coerce_literal(name, tp, value)
     if origin is tuple:
         args = typing.get_args(tp)
         if not isinstance(value, (list, tuple)) or len(value) != len(args):
@@ -280,21 +266,52 @@ def _coerce(name: str, tp: Any, value: Any) -> Any:
             raise ConfigError(f"{name}: expected {_PLAIN[tp]}, got {value!r}")
         return value
     if tp is float:
-        if isinstance(value, str):  # PyYAML (YAML 1.1) reads 5e-3 and 1e4 as strings; accept what float() reads
-            try:
-                value = float(value)
-            except ValueError:
-                raise ConfigError(f"{name}: expected a number, got {value!r}") from None
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{name}: expected a number, got {value!r}")
+        return _coerce_float(name, value)
+    raise TypeError(f"unsupported annotation {tp} for {name}")  # a bug in this module, not in the recipe
+
+
+def _coerce_union(name: str, tp: Any, value: Any) -> Any:
+    """``X | None`` and the like: null where allowed, else the first member that accepts the value."""
+    args = typing.get_args(tp)
+    if value is None:
+        if type(None) in args:
+            return None
+        raise ConfigError(f"{name}: null is not allowed")
+    errors = []
+    for arg in args:
+        if arg is type(None):
+            continue
+        try:
+            return _coerce(name, arg, value)
+        except ConfigError as e:
+            errors.append(str(e))
+    raise ConfigError(errors[0] if len(errors) == 1 else f"{name}: {value!r} matches none of {tp}")
+
+
+def _coerce_literal(name: str, tp: Any, value: Any) -> Any:
+    allowed = typing.get_args(tp)
+    if value not in allowed:
+        close = difflib.get_close_matches(str(value), [str(a) for a in allowed], n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ConfigError(f"{name}: {value!r} is not one of {', '.join(map(repr, allowed))}{hint}")
+    return value
+
+
+def _coerce_float(name: str, value: Any) -> float:
+    if isinstance(value, str):  # PyYAML (YAML 1.1) reads 5e-3 and 1e4 as strings; accept what float() reads
         try:
             value = float(value)
-        except OverflowError:  # an integer beyond float's range
-            raise ConfigError(f"{name}: expected a finite number, got an integer of {len(str(value))} digits") from None
-        if value != value or value in (float("inf"), float("-inf")):
-            raise ConfigError(f"{name}: expected a finite number, got {value!r}")
-        return value
-    raise TypeError(f"unsupported annotation {tp} for {name}")  # a bug in this module, not in the recipe
+        except ValueError:
+            raise ConfigError(f"{name}: expected a number, got {value!r}") from None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"{name}: expected a number, got {value!r}")
+    try:
+        value = float(value)
+    except OverflowError:  # an integer beyond float's range
+        raise ConfigError(f"{name}: expected a finite number, got an integer of {len(str(value))} digits") from None
+    if value != value or value in (float("inf"), float("-inf")):
+        raise ConfigError(f"{name}: expected a finite number, got {value!r}")
+    return value
 
 
 def _build(cls: type, data: Any, prefix: str) -> Any:

@@ -46,10 +46,10 @@ def load_subject(target: str | Path) -> Subject:
     saved = ckpt.load(target)
     cfg = svconfig.from_dict(saved.config)
     rt = Runtime.from_config(cfg)
-    with seeded(cfg.seed):  # the same draws as training, so ``init`` is the run's initialization
+    with seeded(cfg.seed):  # the same draws as training, so ``init`` is the run's; the caller's streams are kept
         bundle = svdata.build_datasets(cfg.data, label_smoothing=cfg.train.label_smoothing)
         init = models.from_config(cfg, bundle).to(rt.device).eval()
-    model = models.from_config(cfg, bundle).eval()
+        model = models.from_config(cfg, bundle).eval()  # its random init is replaced by the checkpoint's weights
     ckpt.fit(model, saved.model, saved.path, f"model {cfg.model.name!r}")
     model.to(rt.device)
     name = saved.path.parent.parent.name  # runs/<name>/checkpoints/step_N

@@ -51,68 +51,88 @@ def make_step(model: nn.Module, optimizer: Optimizer, loss_fn: nn.Module, clip_g
         raise ValueError(f"sam_every must be >= 1, got {sam_every}")
     if sam_every > 1 and (step_index is None or not isinstance(optimizer, SAM)):
         raise ValueError("sam_every > 1 needs a SAM optimizer and a step_index callable")
-    groups = groups or PerturbationGroups()
-    params = [p for group in optimizer.param_groups for p in group["params"]]
+    step = _Step(model, optimizer, loss_fn, clip_grad_norm, autocast, sam_every, step_index,
+                 groups or PerturbationGroups())
+    return step.sam if isinstance(optimizer, SAM) else step.plain
 
-    def forward_backward(x: torch.Tensor, y: torch.Tensor, scale: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
-        with autocast():
-            logits = model(x)
-            loss = loss_fn(logits, y)
+
+@dataclass
+class _Step:
+    """The passes of one step, each a method short enough to check against the paper's algorithm."""
+
+    model: nn.Module
+    optimizer: Optimizer
+    loss_fn: nn.Module
+    clip_grad_norm: float | None
+    autocast: Callable[[], AbstractContextManager]
+    sam_every: int
+    step_index: Callable[[], int] | None
+    groups: PerturbationGroups
+
+    def __post_init__(self) -> None:
+        self.params = [p for group in self.optimizer.param_groups for p in group["params"]]
+
+    def forward_backward(self, x: torch.Tensor, y: torch.Tensor, scale: float = 1.0) -> tuple[torch.Tensor,
+                                                                                            torch.Tensor]:
+        with self.autocast():
+            logits = self.model(x)
+            loss = self.loss_fn(logits, y)
         (loss * scale if scale != 1.0 else loss).backward()
         return loss.detach(), logits.detach()
 
-    def descend() -> None:
-        if isinstance(optimizer, SAM):  # GSAM / LookSAM combine their gradients first
-            if groups.average is not None and optimizer.first_gradient:
-                groups.average(optimizer.first_gradient)
-            optimizer.shape_gradient()
-        if clip_grad_norm is not None:  # the gradient that moves the weights is the one clipped
-            torch.nn.utils.clip_grad_norm_(params, clip_grad_norm)
-        if isinstance(optimizer, SAM) and optimizer.perturbed:
-            optimizer.unperturb_and_step()
-        elif isinstance(optimizer, SAM):  # a SAM-k / LookSAM step without the ascent
-            optimizer.skip_step()
-        else:
-            optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+    def descend(self) -> None:
+        """Combine (GSAM / LookSAM), clip the gradient that moves the weights, restore w and step."""
+        opt = self.optimizer
+        if isinstance(opt, SAM):
+            if self.groups.average is not None and opt.first_gradient:
+                self.groups.average(opt.first_gradient)
+            opt.shape_gradient()
+        if self.clip_grad_norm is not None:
+            torch.nn.utils.clip_grad_norm_(self.params, self.clip_grad_norm)
+        if not isinstance(opt, SAM):
+            opt.step()
+        elif opt.perturbed:
+            opt.unperturb_and_step()
+        else:  # a SAM-k / LookSAM step without the ascent
+            opt.skip_step()
+        opt.zero_grad(set_to_none=True)
 
-    def base_step(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        out = forward_backward(x, y)
-        descend()
+    def plain(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        out = self.forward_backward(x, y)
+        self.descend()
         return out
 
-    def ascend(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def ascend(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """L(w) and its gradient on this group, kept local, shared over m's workers if m spans several; perturb."""
-        with groups.no_sync():
-            out = forward_backward(x, y)
-        if groups.share is not None:
-            groups.share([p.grad for p in params if p.grad is not None])
-        optimizer.perturb()
-        optimizer.zero_grad(set_to_none=True)
+        with self.groups.no_sync():
+            out = self.forward_backward(x, y)
+        if self.groups.share is not None:
+            self.groups.share([p.grad for p in self.params if p.grad is not None])
+        self.optimizer.perturb()
+        self.optimizer.zero_grad(set_to_none=True)
         return out
 
-    def sam_step(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if sam_every > 1 and step_index() % sam_every:
-            return base_step(x, y)
-        n = groups.splits
+    def sam(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """SAM's two passes per group of m examples, the groups' descent gradients summed, then one descent."""
+        if self.sam_every > 1 and self.step_index() % self.sam_every:
+            return self.plain(x, y)
+        n = self.groups.splits
         outs, held = [], []  # held: the descent gradients of the groups done so far, summed
         for j, (xj, yj) in enumerate(zip(x.chunk(n), y.chunk(n))):
             last = j == n - 1
             with replay_rng() as replay:
-                outs.append(ascend(xj, yj))  # L(w): the loss we report
+                outs.append(self.ascend(xj, yj))  # L(w): the loss we report
                 for p, g in held:
                     p.grad = g
                 replay()  # same dropout masks at w + e
                 # BN running statistics from the first pass only; the last group's backward all-reduces the sum
-                with frozen_bn_stats(model), (nullcontext() if last else groups.no_sync()):
-                    forward_backward(xj, yj, 1.0 / n)
+                with frozen_bn_stats(self.model), (nullcontext() if last else self.groups.no_sync()):
+                    self.forward_backward(xj, yj, 1.0 / n)
             if not last:
-                held = [(p, p.grad) for p in params if p.grad is not None]
-                optimizer.zero_grad(set_to_none=True)
-                optimizer.unperturb()
-        descend()
+                held = [(p, p.grad) for p in self.params if p.grad is not None]
+                self.optimizer.zero_grad(set_to_none=True)
+                self.optimizer.unperturb()
+        self.descend()
         if n == 1:
             return outs[0]
         return torch.stack([loss for loss, _ in outs]).mean(), torch.cat([logits for _, logits in outs])
-
-    return sam_step if isinstance(optimizer, SAM) else base_step
