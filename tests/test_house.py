@@ -34,6 +34,7 @@ LAYERS = [
     {"runtime"},
     {"analysis", "evaluate"},
     {"train"},
+    {"experiments"},
     {"cli"},
 ]
 

@@ -66,6 +66,26 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    """A suite's grid of runs into one directory: resumable, shardable, aggregated into results.json."""
+    from sharpvision import experiments
+    suite = experiments.load_suite(args.suite)
+    out = Path(args.out) if args.out else Path("runs") / "suites" / suite.name
+    cells = experiments.select(suite.cells(), args.only, args.shard)
+    if not args.dry_run:
+        results = experiments.run_suite(suite, out, cells)
+        print(f"{results['cells_done']}/{results['cells_total']} cells done; results in {out / 'results.json'}")
+        return 0
+    from sharpvision.experiments.estimate import training_seconds
+    seconds = training_seconds(suite, cells)
+    for cell in cells:
+        print(f"{cell.key:<60} {experiments.cell_status(out / 'cells' / cell.folder):<8} "
+              f"~{seconds[cell.key] / 60:.1f} min")
+    print(f"{len(cells)} cells, about {sum(seconds.values()) / 3600:.2f} h of training (timed passes of "
+          f"{len(set(seconds.values()))} setups; evaluation and analysis not included)")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     """A small ViT on Fashion-MNIST with and without SAM, then a side-by-side table."""
     from sharpvision.train import RunDirError, train
@@ -163,6 +183,16 @@ def parser() -> argparse.ArgumentParser:
     a.add_argument("--reuse", action="store_true",
                    help="load pieces already saved for this run and epoch instead of recomputing them")
     a.set_defaults(fn=cmd_analyze)
+
+    r = sub.add_parser("reproduce", help="run an experiment suite (a grid of runs), resumably: "
+                                         "sharpvision reproduce paper-tiny")
+    r.add_argument("suite", help="a suite YAML file or a shipped suite's name (configs/suites/)")
+    r.add_argument("--out", help="suite directory (default runs/suites/<suite name>)")
+    r.add_argument("--only", action="append", default=[], metavar="AXIS=LABEL",
+                   help="run only the cells with this label (repeatable)")
+    r.add_argument("--shard", metavar="I/N", help="run every N-th cell from the I-th (N machines, one directory)")
+    r.add_argument("--dry-run", action="store_true", help="list the cells, their state and estimated cost")
+    r.set_defaults(fn=cmd_reproduce)
 
     d = sub.add_parser("demo", help="small ViT on Fashion-MNIST, with and without SAM, side by side (CPU minutes)")
     d.add_argument("overrides", nargs="*", help="dotted overrides applied to both runs")

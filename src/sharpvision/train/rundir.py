@@ -154,17 +154,8 @@ def versions() -> dict[str, str]:
 
 def _refuse_changes(saved: Any, cfg: Config, source: str) -> None:
     saved = svconfig.upgrade(saved) if isinstance(saved, dict) else saved  # a run saved before a field's rename
-    diff = [d for d in _diff(saved, cfg.to_dict()) if not d.startswith(tuple(f"{f} (" for f in RESUME_MAY_CHANGE))]
-    if diff:
-        raise RunDirError(f"--resume: the recipe differs from {source} in {', '.join(diff)}; resume with the same "
+    allowed = tuple(f"{f} (" for f in RESUME_MAY_CHANGE)
+    changed = [d for d in svconfig.diff(saved, cfg.to_dict()) if not d.startswith(allowed)]
+    if changed:
+        raise RunDirError(f"--resume: the recipe differs from {source} in {', '.join(changed)}; resume with the same "
                           "recipe or start a new run directory")
-
-
-def _diff(a: Any, b: Any, prefix: str = "") -> list[str]:
-    """Dotted names of the fields where two nested dicts differ."""
-    if isinstance(a, dict) and isinstance(b, dict):
-        out = []
-        for key in sorted(set(a) | set(b), key=str):
-            out += _diff(a.get(key), b.get(key), f"{prefix}{key}.")
-        return out
-    return [] if a == b else [f"{prefix[:-1]} ({a!r} -> {b!r})"]

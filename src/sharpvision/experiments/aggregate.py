@@ -1,0 +1,50 @@
+"""Every finished cell's figures, and mean +- std (sample std, n - 1) over the seed axis with n stated."""
+
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+from typing import Any
+
+from sharpvision.experiments.suite import Suite
+
+METRICS = ("test_accuracy", "test_loss", "train_accuracy", "train_loss", "val_accuracy", "val_loss",
+           "images_per_s", "wall_time_s")
+
+
+def cell_metrics(result: dict[str, Any]) -> dict[str, float]:
+    """The numbers of one cell: its summary's headline figures, its analysis, and its best validation accuracy."""
+    summary = result["summary"]
+    out = {k: float(summary[k]) for k in METRICS if isinstance(summary.get(k), (int, float))}
+    out |= {k: float(v) for k, v in result.get("analysis", {}).items()}
+    val = [r["val_accuracy"] for r in result.get("curve", []) if "val_accuracy" in r]
+    if val:
+        out["best_val_accuracy"] = max(val)
+    return out
+
+
+def aggregate(suite: Suite, out: Path) -> dict[str, Any]:
+    """``cells``: key -> labels and metrics; ``groups``: the cells that differ only in seed, mean +- std, n."""
+    cells = {}
+    for cell in suite.cells():
+        path = out / "cells" / cell.folder / "result.json"
+        if path.exists():
+            cells[cell.key] = {"labels": dict(cell.labels), "metrics": cell_metrics(json.loads(path.read_text()))}
+    groups: dict[str, dict[str, Any]] = {}
+    for cell in cells.values():
+        labels = {a: v for a, v in cell["labels"].items() if a != "seed"}
+        group = groups.setdefault(",".join(f"{a}={v}" for a, v in labels.items()), {"labels": labels, "runs": []})
+        group["runs"].append(cell["metrics"])
+    for group in groups.values():
+        runs = group.pop("runs")
+        names = sorted({m for r in runs for m in r})
+        group["n"] = len(runs)
+        group["metrics"] = {m: _mean_std([r[m] for r in runs if m in r]) for m in names}
+    return {"suite": suite.name, "axes": {a: list(v) for a, v in suite.axes.items()},
+            "cells_total": len(suite.cells()), "cells_done": len(cells), "cells": cells, "groups": groups}
+
+
+def _mean_std(values: list[float]) -> dict[str, float]:
+    return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+            "n": len(values)}

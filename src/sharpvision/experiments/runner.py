@@ -1,0 +1,119 @@
+"""Run a suite's cells into one directory, resumably, from one or many processes.
+
+    DIR/suite.yaml                 the suite as first run (a changed suite is refused, with the fields named)
+    DIR/cells/<cell>/run/          the cell's run directory (checkpoints, metrics.jsonl, summary.json)
+    DIR/cells/<cell>/analysis/     its analysis pieces (JSON, PNG)
+    DIR/cells/<cell>/result.json   written last: the cell is done
+    DIR/cells/<cell>/error.json    the last failure (a failed cell is retried once per invocation)
+    DIR/results.json               every finished cell, and mean +- std over seeds (see aggregate)
+
+A finished cell is skipped; an interrupted one resumes from its checkpoint; a cell another process is running
+(see locks) is left to it.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from sharpvision import config as svconfig
+from sharpvision.experiments.aggregate import aggregate
+from sharpvision.experiments.locks import CellLock
+from sharpvision.experiments.suite import Cell, Suite, SuiteError
+from sharpvision.train import read_summary, train
+
+
+def run_suite(suite: Suite, out: Path, cells: list[Cell], retries: int = 1,
+              say: Callable[[str], None] = print) -> dict[str, Any]:
+    """Run ``cells`` of ``suite`` into ``out``; returns (and writes) the aggregate of every finished cell."""
+    claim(suite, out)
+    t0, done = time.perf_counter(), 0
+    for i, cell in enumerate(cells, 1):
+        status = run_cell(suite, cell, out / "cells" / cell.folder, retries)
+        done += status == "trained"
+        per_cell = (time.perf_counter() - t0) / max(done, 1)
+        eta = f", about {per_cell * (len(cells) - i) / 60:.0f} min left" if done else ""
+        say(f"[{i}/{len(cells)}] {cell.key}: {status}{eta}")
+    results = aggregate(suite, out)
+    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    return results
+
+
+def claim(suite: Suite, out: Path) -> None:
+    """Write the suite into ``out``, or check that ``out`` holds this same suite."""
+    saved_file = out / "suite.yaml"
+    if saved_file.exists():
+        saved = yaml.safe_load(saved_file.read_text())
+        diff = svconfig.diff(saved, suite.source)
+        if diff:
+            raise SuiteError(f"suite directory {out} holds a different suite ({', '.join(diff)}); use the same "
+                             "suite to resume it or choose another --out")
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = out / f".suite.yaml.{time.time_ns()}"
+    tmp.write_text(yaml.safe_dump(suite.source, sort_keys=False))
+    tmp.replace(saved_file)
+
+
+def cell_status(folder: Path) -> str:
+    """done, failed (error.json, no result), started (a run directory) or todo."""
+    if (folder / "result.json").exists():
+        return "done"
+    if (folder / "error.json").exists():
+        return "failed"
+    return "started" if (folder / "run").exists() else "todo"
+
+
+def run_cell(suite: Suite, cell: Cell, folder: Path, retries: int = 1) -> str:
+    """Train (or resume) one cell and analyse it; 'done' (already), 'trained', 'busy' (locked) or 'failed'."""
+    if (folder / "result.json").exists():
+        return "done"
+    folder.mkdir(parents=True, exist_ok=True)
+    lock = CellLock(folder / ".lock")
+    if not lock.acquire():
+        return "busy"
+    try:
+        for attempt in range(1 + retries):
+            try:
+                _train_and_analyse(suite, cell, folder)
+            except Exception as e:  # noqa: BLE001 - any failure is recorded; the other cells go on
+                record = {"cell": cell.key, "attempt": attempt + 1, "error": f"{type(e).__name__}: {e}",
+                          "traceback": traceback.format_exc()}
+                (folder / "error.json").write_text(json.dumps(record, indent=2) + "\n")
+                continue
+            (folder / "error.json").unlink(missing_ok=True)
+            return "trained"
+        return "failed"
+    finally:
+        lock.release()
+
+
+def _train_and_analyse(suite: Suite, cell: Cell, folder: Path) -> None:
+    cfg = suite.recipe_of(cell)
+    summary = train(cfg, folder / "run", resume=True, progress=False)
+    analysis = {}
+    if suite.analysis:
+        from sharpvision.analysis.run import analyze, headline, load_subject
+        pieces = analyze(load_subject(folder / "run"), list(suite.analysis), folder / "analysis", reuse=True,
+                         progress=lambda _: None)
+        analysis = headline(pieces)
+    result = {"cell": cell.key, "labels": dict(cell.labels), "overrides": list(cell.overrides),
+              "summary": summary or read_summary(folder / "run"), "analysis": analysis,
+              "curve": _curve(folder / "run" / "metrics.jsonl")}
+    tmp = folder / ".result.json.tmp"
+    tmp.write_text(json.dumps(result, indent=2) + "\n")
+    tmp.replace(folder / "result.json")
+
+
+def _curve(metrics: Path) -> list[dict[str, float]]:
+    """Per-epoch train / val / test figures: the learning curves of the report."""
+    keep = ("epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "test_loss", "test_accuracy",
+            "lambda_max", "wall_time_s")
+    records = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
+    return [{k: r[k] for k in keep if k in r} for r in records if "train_loss" in r]

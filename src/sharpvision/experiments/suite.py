@@ -1,0 +1,184 @@
+"""An experiment suite: a base recipe and axes whose product is the grid of cells (one training run each).
+
+A suite is YAML (shipped ones in ``configs/suites/``)::
+
+    name: paper-tiny
+    recipe: tiny.yaml                  # a recipe file or a shipped recipe's name
+    overrides: [schedule.epochs=2]     # applied to every cell
+    axes:                              # the grid, in this order
+      model:                           # a named axis: each value is a label with the overrides it sets
+        vit: {model.name: vit_micro}
+        resnet: {model.name: resnet_micro}
+      setting:
+        vanilla: {}
+        sam: {optim.sam: true}
+      data.label_noise: [0.0, 0.4]     # a field axis: each value sets that field
+      seed: [0, 1, 2]
+    analysis: [hessian, sparsity]      # ``sharpvision analyze`` pieces on every finished cell
+
+Every cell is checked as a recipe when the suite is loaded, so a bad value fails before anything trains.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from sharpvision import config as svconfig
+from sharpvision.errors import SharpvisionError
+
+
+class SuiteError(SharpvisionError, ValueError):
+    """A suite file, axis, value or filter is wrong; the message names it."""
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One point of the grid: its axis labels (in axis order) and the recipe overrides they set."""
+
+    labels: tuple[tuple[str, str], ...]
+    overrides: tuple[str, ...]
+
+    @property
+    def key(self) -> str:
+        """``model=vit,setting=sam,seed=0``: the cell's name in results and on disk."""
+        return ",".join(f"{axis}={label}" for axis, label in self.labels)
+
+    @property
+    def folder(self) -> str:
+        return re.sub(r"[^A-Za-z0-9_.=,+-]", "_", self.key)
+
+    def label(self, axis: str) -> str | None:
+        return dict(self.labels).get(axis)
+
+
+@dataclass(frozen=True)
+class Suite:
+    name: str
+    recipe: str
+    overrides: tuple[str, ...] = ()
+    axes: dict[str, dict[str, tuple[str, ...]]] = field(default_factory=dict)  # axis -> label -> overrides
+    analysis: tuple[str, ...] = ()
+    source: dict[str, Any] = field(default_factory=dict)  # the YAML as written, to refuse a changed suite
+
+    def cells(self) -> list[Cell]:
+        """The grid in a fixed order (the first axis varies slowest)."""
+        names = list(self.axes)
+        out = []
+        for combo in itertools.product(*(self.axes[a].items() for a in names)):
+            labels = tuple((axis, label) for axis, (label, _) in zip(names, combo))
+            overrides = self.overrides + tuple(o for _, (_, sets) in zip(names, combo) for o in sets)
+            out.append(Cell(labels, overrides))
+        return out
+
+    def recipe_of(self, cell: Cell) -> svconfig.Config:
+        """The cell's validated recipe, named after the suite and the cell."""
+        return svconfig.load(self.recipe, [*cell.overrides, f"name={self.name}"])
+
+
+def load_suite(path: str | Path) -> Suite:
+    """Read and check a suite (a file, or a shipped suite's name such as ``paper-tiny``)."""
+    path = _find(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
+        raise SuiteError(f"suite {path}: cannot be read ({e})") from None
+    if not isinstance(data, dict):
+        raise SuiteError(f"suite {path}: expected a mapping with name, recipe and axes")
+    unknown = sorted(set(data) - {"name", "recipe", "overrides", "axes", "analysis"})
+    if unknown:
+        raise SuiteError(f"suite {path}: unknown key(s) {', '.join(unknown)}; expected name, recipe, overrides, "
+                         "axes, analysis")
+    for key in ("name", "recipe"):
+        if not isinstance(data.get(key), str) or not data[key].strip():
+            raise SuiteError(f"suite {path}: {key} must be a non-empty string")
+    suite = Suite(data["name"], data["recipe"], tuple(_strings(path, "overrides", data.get("overrides", []))),
+                  {axis: _axis(path, axis, values) for axis, values in _mapping(path, "axes", data.get("axes"))},
+                  tuple(_strings(path, "analysis", data.get("analysis", []))), data)
+    _check(path, suite)
+    return suite
+
+
+def select(cells: list[Cell], only: list[str], shard: str | None) -> list[Cell]:
+    """Cells matching every ``axis=label`` filter, then every N-th of them from the I-th (``shard`` is ``I/N``)."""
+    for item in only:
+        axis, sep, label = item.partition("=")
+        known = {a for c in cells for a, _ in c.labels}
+        if not sep or axis not in known:
+            raise SuiteError(f"--only {item!r}: expected AXIS=LABEL with an axis of the suite "
+                             f"({', '.join(sorted(known))})")
+        labels = {lab for c in cells for a, lab in c.labels if a == axis}
+        if label not in labels:
+            raise SuiteError(f"--only {item!r}: {axis} has no value {label!r}; it has {', '.join(sorted(labels))}")
+        cells = [c for c in cells if c.label(axis) == label]
+    if shard is None:
+        return cells
+    match = re.fullmatch(r"(\d+)/(\d+)", shard)
+    if not match or not 1 <= int(match[1]) <= int(match[2]):
+        raise SuiteError(f"--shard {shard!r}: expected I/N with 1 <= I <= N, e.g. 1/4")
+    i, n = int(match[1]), int(match[2])
+    return cells[i - 1::n]
+
+
+def _find(path: str | Path) -> Path:
+    path = Path(path)
+    if path.is_file():
+        return path
+    shipped = svconfig.shipped_recipes() / "suites" / f"{path.name.removesuffix('.yaml')}.yaml"
+    if not path.suffix and shipped.is_file():
+        return shipped
+    names = sorted(p.stem for p in (svconfig.shipped_recipes() / "suites").glob("*.yaml"))
+    raise SuiteError(f"suite {path}: no such file, and no shipped suite of that name (shipped: {', '.join(names)})")
+
+
+def _mapping(path: Path, key: str, value: Any) -> list[tuple[str, Any]]:
+    if not isinstance(value, dict) or not value:
+        raise SuiteError(f"suite {path}: {key} must be a non-empty mapping")
+    return [(str(k), v) for k, v in value.items()]
+
+
+def _strings(path: Path, key: str, value: Any) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise SuiteError(f"suite {path}: {key} must be a list of strings")
+    return value
+
+
+def _axis(path: Path, axis: str, values: Any) -> dict[str, tuple[str, ...]]:
+    """label -> overrides. A field axis (``seed``, ``data.fraction``) lists values; a named axis maps labels to
+    the fields they set."""
+    if isinstance(values, list) and values:
+        if "." not in axis and axis not in ("seed",):
+            raise SuiteError(f"suite {path}: axis {axis!r} lists values, so it must be a recipe field such as seed "
+                             "or data.fraction (or map each label to the fields it sets)")
+        return {_text(v): (f"{axis}={_text(v)}",) for v in values}
+    if isinstance(values, dict) and values:
+        out = {}
+        for label, sets in values.items():
+            if not isinstance(sets, dict):
+                raise SuiteError(f"suite {path}: axes.{axis}.{label} must map fields to values, e.g. "
+                                 "{optim.sam: true}")
+            out[str(label)] = tuple(f"{k}={_text(v)}" for k, v in sets.items())
+        return out
+    raise SuiteError(f"suite {path}: axes.{axis} must be a non-empty list of values or a mapping of labels")
+
+
+def _text(value: Any) -> str:
+    """A YAML value as override text that parses back to the same value."""
+    return yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
+
+
+def _check(path: Path, suite: Suite) -> None:
+    from sharpvision.analysis.run import PIECES  # the analysis stack loads only when a suite is checked
+    bad = [p for p in suite.analysis if p not in PIECES]
+    if bad:
+        raise SuiteError(f"suite {path}: analysis {', '.join(bad)} unknown; choose from {', '.join(PIECES)}")
+    for cell in suite.cells():
+        try:
+            suite.recipe_of(cell)
+        except svconfig.ConfigError as e:
+            raise SuiteError(f"suite {path}: cell {cell.key}: {e}") from None

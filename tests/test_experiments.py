@@ -1,0 +1,153 @@
+"""Experiment suites: the grid, filters and shards, locks, and a resumable run that aggregates over seeds."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from sharpvision import experiments
+from sharpvision.cli import main
+from sharpvision.experiments import SuiteError, load_suite, run_cell, run_suite, select
+from sharpvision.experiments.locks import CellLock
+
+ROOT = Path(__file__).parents[1]
+HAS_DATA = Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz").exists()
+needs_data = pytest.mark.skipif(not HAS_DATA, reason="needs the Debian package dataset-fashion-mnist")
+TINY_RUN = ["schedule.epochs=2", "schedule.warmup_epochs=0", "data.subset_train=64", "data.subset_test=64",
+            "data.batch_size=32", "train.log_every=1"]
+
+
+def write_suite(tmp_path: Path, **changes: object) -> Path:
+    suite = {"name": "t", "recipe": "tiny.yaml", "overrides": TINY_RUN,
+             "axes": {"setting": {"vanilla": {"optim.sam": False}, "sam": {"optim.sam": True}}, "seed": [0, 1]}}
+    suite.update(changes)
+    path = tmp_path / "suite.yaml"
+    path.write_text(yaml.safe_dump(suite, sort_keys=False))
+    return path
+
+
+def test_the_grid_is_the_product_of_the_axes_in_order(tmp_path: Path) -> None:
+    suite = load_suite(write_suite(tmp_path, axes={"model": {"vit": {"model.name": "vit_micro"},
+                                                             "resnet": {"model.name": "resnet_micro"}},
+                                                   "data.fraction": [0.5, 1.0], "seed": [0, 1, 2]}))
+    cells = suite.cells()
+    assert len(cells) == 2 * 2 * 3
+    assert cells[0].key == "model=vit,data.fraction=0.5,seed=0"
+    assert cells[-1].key == "model=resnet,data.fraction=1.0,seed=2"
+    assert cells[0].overrides[-3:] == ("model.name=vit_micro", "data.fraction=0.5", "seed=0")
+    cfg = suite.recipe_of(cells[-1])
+    assert (cfg.model.name, cfg.data.fraction, cfg.seed, cfg.name) == ("resnet_micro", 1.0, 2, "t")
+
+
+@pytest.mark.parametrize(("changes", "message"), [
+    ({"axes": {"model": [1, 2]}}, "axis 'model' lists values, so it must be a recipe field"),
+    ({"axes": {"optim.rho": [-1.0]}}, r"cell optim.rho=-1.0: .*optim.rho: -1.0 is out of range"),
+    ({"axes": {"setting": {"x": "optim.sam=true"}}}, "axes.setting.x must map fields to values"),
+    ({"analysis": ["hessain"]}, "analysis hessain unknown"),
+    ({"extra": 1}, "unknown key"),
+    ({"recipe": "no_such_recipe.yaml"}, "no_such_recipe.yaml: no such file"),
+])
+def test_a_bad_suite_is_refused_naming_the_culprit(tmp_path: Path, changes: dict, message: str) -> None:
+    with pytest.raises(SuiteError, match=message):
+        load_suite(write_suite(tmp_path, **changes))
+
+
+def test_shipped_suites_load_by_name_and_a_missing_one_lists_them() -> None:
+    assert load_suite("paper-tiny").name == "paper-tiny"
+    with pytest.raises(SuiteError, match="shipped: .*paper-tiny"):
+        load_suite("paper-nope")
+
+
+def test_only_filters_and_shards_split_the_cells_without_overlap(tmp_path: Path) -> None:
+    cells = load_suite(write_suite(tmp_path)).cells()
+    assert [c.key for c in select(cells, ["setting=sam"], None)] == ["setting=sam,seed=0", "setting=sam,seed=1"]
+    shards = [select(cells, [], f"{i}/3") for i in (1, 2, 3)]
+    assert sorted(c.key for s in shards for c in s) == sorted(c.key for c in cells)
+    assert sum(len(s) for s in shards) == len(cells)
+    for bad, message in (("3/2", "1 <= I <= N"), ("0/2", "1 <= I <= N"), ("a/b", "expected I/N")):
+        with pytest.raises(SuiteError, match=message):
+            select(cells, [], bad)
+    with pytest.raises(SuiteError, match="setting has no value 'asam'"):
+        select(cells, ["setting=asam"], None)
+    with pytest.raises(SuiteError, match="expected AXIS=LABEL"):
+        select(cells, ["model=vit"], None)
+
+
+def test_a_lock_is_exclusive_and_a_dead_owners_lock_is_taken_over(tmp_path: Path) -> None:
+    first, second = CellLock(tmp_path / ".lock"), CellLock(tmp_path / ".lock")
+    assert first.acquire() and not second.acquire()
+    first.release()
+    assert second.acquire()
+    second.release()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    (tmp_path / ".lock").write_text(json.dumps({"host": os.uname().nodename, "pid": int(dead.stdout), "since": 0}))
+    assert CellLock(tmp_path / ".lock").acquire()  # its owner is gone
+    lock = tmp_path / ".lock"
+    lock.write_text(json.dumps({"host": "another-machine", "pid": 1, "since": 0}))
+    assert not CellLock(lock, stale_after=60).acquire()  # alive as far as we can tell
+    old = time.time() - 120
+    os.utime(lock, (old, old))
+    assert CellLock(lock, stale_after=60).acquire()  # its heartbeat stopped two minutes ago
+    assert [p.name for p in tmp_path.iterdir()] == [".lock"]  # nothing left of the stale ones
+
+
+@needs_data
+def test_a_suite_runs_resumes_and_aggregates_over_seeds(tmp_path: Path, monkeypatch) -> None:
+    suite = load_suite(write_suite(tmp_path, analysis=["norms"]))
+    out = tmp_path / "out"
+    one = suite.cells()[0]
+    from sharpvision.train import train
+    train(suite.recipe_of(one), out / "cells" / one.folder / "run", stop_after_epoch=1, progress=False)  # killed
+    said: list[str] = []
+    results = run_suite(suite, out, suite.cells(), say=said.append)
+    assert results["cells_done"] == 4 and len(said) == 4
+    group = results["groups"]["setting=sam"]
+    assert group["n"] == 2 and group["labels"] == {"setting": "sam"}
+    accs = [results["cells"][f"setting=sam,seed={s}"]["metrics"]["test_accuracy"] for s in (0, 1)]
+    assert group["metrics"]["test_accuracy"]["mean"] == pytest.approx(sum(accs) / 2)
+    assert "weight_norm" in group["metrics"] and json.loads((out / "results.json").read_text()) == results
+    resumed = json.loads((out / "cells" / one.folder / "result.json").read_text())
+    assert [r["epoch"] for r in resumed["curve"]] == [0, 1] and resumed["summary"]["epochs"] == 2
+
+    stamp = (out / "cells" / one.folder / "result.json").stat().st_mtime_ns
+    assert run_cell(suite, one, out / "cells" / one.folder) == "done"  # finished cells are skipped
+    assert (out / "cells" / one.folder / "result.json").stat().st_mtime_ns == stamp
+
+    changed = load_suite(write_suite(tmp_path, analysis=["norms"], overrides=[*TINY_RUN, "optim.lr=0.01"]))
+    with pytest.raises(SuiteError, match=r"holds a different suite \(overrides"):
+        run_suite(changed, out, changed.cells())
+
+
+@needs_data
+def test_a_failing_cell_is_retried_once_recorded_and_the_others_go_on(tmp_path: Path, monkeypatch) -> None:
+    from sharpvision.experiments import runner
+    suite = load_suite(write_suite(tmp_path, axes={"seed": [0, 1]}))
+    real, calls = runner.train, []
+
+    def flaky(cfg, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        calls.append(cfg.seed)
+        if cfg.seed == 0:
+            raise RuntimeError("disk full")
+        return real(cfg, *args, **kwargs)
+    monkeypatch.setattr(runner, "train", flaky)
+    results = run_suite(suite, tmp_path / "out", suite.cells(), say=lambda _: None)
+    assert calls == [0, 0, 1] and results["cells_done"] == 1
+    error = json.loads((tmp_path / "out" / "cells" / "seed=0" / "error.json").read_text())
+    assert error["attempt"] == 2 and error["error"] == "RuntimeError: disk full"
+    assert experiments.cell_status(tmp_path / "out" / "cells" / "seed=0") == "failed"
+
+
+def test_cli_refuses_bad_shards_and_filters_in_one_line(tmp_path: Path, capsys) -> None:
+    path = write_suite(tmp_path)
+    assert main(["reproduce", str(path), "--shard", "3/2", "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--shard '3/2'" in err[0] and not (tmp_path / "o").exists()
+    assert main(["reproduce", str(tmp_path / "missing.yaml")]) == 2
+    assert "missing.yaml: no such file" in capsys.readouterr().err
