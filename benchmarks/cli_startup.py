@@ -39,10 +39,10 @@ def heavy_imports(src: Path, args: list[str]) -> list[str]:
         code = f"{args[1]}\n"
     else:
         code = f"import sys, runpy; sys.argv = {['sharpvision', *args[2:]]!r}\ntry:\n    runpy.run_module('sharpvision', run_name='__main__')\nexcept SystemExit:\n    pass\n"  # noqa: E501
-    code += f"import sys; print(' '.join(m for m in {HEAVY!r} if m in sys.modules))"
+    code += f"import sys; print('HEAVY:', *(m for m in {HEAVY!r} if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": str(src)}, check=True,
                          capture_output=True, text=True)
-    return out.stdout.strip().splitlines()[-1].split() if out.stdout.strip() else []
+    return next(line.split()[1:] for line in out.stdout.splitlines() if line.startswith("HEAVY:"))
 
 
 def main() -> None:
