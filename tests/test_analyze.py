@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import ONE_EPOCH, TINY
 from torch import nn
 
 from sharpvision import config, optim
@@ -14,11 +15,10 @@ from sharpvision.cli import main
 from sharpvision.runtime import device_name
 from sharpvision.train import session, train
 
-TINY = Path(__file__).parents[1] / "configs" / "tiny.yaml"
-FAST = ["data.subset_train=128", "data.subset_test=64", "train.max_steps_per_epoch=2", "schedule.epochs=1"]
+# half of ONE_EPOCH's images and 2 steps: the analyses only need some trained model, and run on its test subset
+FAST = [*ONE_EPOCH, "data.subset_train=128", "data.subset_test=64", "train.max_steps_per_epoch=2"]
 
-pytestmark = pytest.mark.skipif(not Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz").exists(),
-                                reason="needs the Debian package dataset-fashion-mnist (make setup installs it)")
+pytestmark = pytest.mark.needs_fmnist
 
 
 @pytest.fixture(scope="module")

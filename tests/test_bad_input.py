@@ -15,6 +15,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import (
+    DEMO,
+    FAST,
+    FMNIST,
+    HAVE_FMNIST,
+    NO_FMNIST,
+    ONE_EPOCH,
+    TEST_IMAGES,
+    TEST_LABELS,
+    TINY,
+    TRAIN_IMAGES,
+    TRAIN_LABELS,
+)
 from PIL import Image
 
 from sharpvision import config
@@ -23,18 +36,7 @@ from sharpvision.config import ConfigError, DataConfig
 from sharpvision.data import DataError, build_datasets
 from sharpvision.train import TrainingDiverged, train
 
-ROOT = Path(__file__).parents[1]
-TINY = ROOT / "configs" / "tiny.yaml"
-DEMO = ROOT / "configs" / "demo.yaml"
-FMNIST = Path("/usr/share/datasets/fashion-mnist")
-FAST = ["data.subset_train=256", "data.subset_test=128", "train.max_steps_per_epoch=3", "train.log_every=2"]
-ONE_EPOCH = [*FAST, "schedule.epochs=1"]
-TRAIN_IMAGES, TRAIN_LABELS = "train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"
-TEST_IMAGES, TEST_LABELS = "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"
 N_TRAIN, N_TEST = 40, 20
-
-needs_fmnist = pytest.mark.skipif(not (FMNIST / TRAIN_IMAGES).exists(),
-                                  reason="needs the Debian package dataset-fashion-mnist (make setup installs it)")
 
 
 def cli(capsys, *argv) -> tuple[int, str]:
@@ -111,8 +113,8 @@ def write_png(path: Path, size: int = 8) -> None:
 
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory) -> tuple[Path, dict[str, str]]:
-    if not (FMNIST / TRAIN_IMAGES).exists():
-        pytest.skip("needs the Debian package dataset-fashion-mnist")
+    if not HAVE_FMNIST:  # its tests carry needs_fmnist; this guards one added without it
+        pytest.skip(NO_FMNIST)
     run = tmp_path_factory.mktemp("finished") / "run"
     summary = train(config.load(TINY, ONE_EPOCH), run, progress=False)
     assert summary["epochs"] == 1 and (run / "summary.json").is_file()
@@ -123,8 +125,8 @@ def finished_run(tmp_path_factory) -> tuple[Path, dict[str, str]]:
 
 @pytest.fixture(scope="module")
 def half_run(tmp_path_factory) -> Path:
-    if not (FMNIST / TRAIN_IMAGES).exists():
-        pytest.skip("needs the Debian package dataset-fashion-mnist")
+    if not HAVE_FMNIST:  # its tests carry needs_fmnist; this guards one added without it
+        pytest.skip(NO_FMNIST)
     run = tmp_path_factory.mktemp("half") / "run"
     out = train(config.load(TINY, [*FAST, "schedule.epochs=2"]), run, stop_after_epoch=1, progress=False)
     assert out["stopped_at_epoch"] == 1
@@ -442,7 +444,7 @@ REAL_DAMAGE = [
 ]
 
 
-@needs_fmnist
+@pytest.mark.needs_fmnist
 @pytest.mark.parametrize("name,damage,culprit", REAL_DAMAGE)
 def test_damaged_copy_of_real_fashion_mnist(tmp_path: Path, capsys, name: str, damage, culprit: str) -> None:
     root = real_fashion_mnist(tmp_path / "fm", name, damage)
@@ -530,7 +532,7 @@ RUNTIME = [
 ]
 
 
-@needs_fmnist
+@pytest.mark.needs_fmnist
 @pytest.mark.parametrize("overrides,culprit", RUNTIME)
 def test_bad_input_found_while_starting(tmp_path: Path, capsys, overrides: list[str], culprit: str) -> None:
     rc, err = cli(capsys, "train", TINY, "--out", tmp_path / "out", "--quiet", *ONE_EPOCH, *overrides)
@@ -572,6 +574,7 @@ RUN_DIR = [
 ]
 
 
+@pytest.mark.needs_fmnist  # the finished_run / half_run fixtures train on the real data
 @pytest.mark.parametrize("argv,culprits", RUN_DIR)
 def test_bad_input_aimed_at_a_finished_run(finished_run, capsys, empty: Path, argv: list, culprits: list[str]) -> None:
     run, hashes = finished_run
@@ -586,6 +589,7 @@ def copy_of(run: Path, tmp_path: Path) -> Path:
     return copy
 
 
+@pytest.mark.needs_fmnist  # the finished_run / half_run fixtures train on the real data
 def test_resume_with_unreadable_config_file(finished_run, tmp_path: Path, capsys) -> None:
     copy = copy_of(finished_run[0], tmp_path)
     (copy / "config.yaml").write_text("name: [unclosed\n")
@@ -595,6 +599,7 @@ def test_resume_with_unreadable_config_file(finished_run, tmp_path: Path, capsys
     assert snapshot(copy) == before
 
 
+@pytest.mark.needs_fmnist  # the finished_run / half_run fixtures train on the real data
 @pytest.mark.parametrize("command", ["eval", "resume"])
 def test_truncated_checkpoint_files(finished_run, tmp_path: Path, capsys, command: str) -> None:
     copy = copy_of(finished_run[0], tmp_path)
@@ -609,6 +614,7 @@ def test_truncated_checkpoint_files(finished_run, tmp_path: Path, capsys, comman
     assert snapshot(copy) == before
 
 
+@pytest.mark.needs_fmnist  # the finished_run / half_run fixtures train on the real data
 def test_resume_with_missing_data_leaves_the_run_alone(finished_run, tmp_path: Path, capsys, empty: Path) -> None:
     copy = copy_of(finished_run[0], tmp_path)
     before = snapshot(copy)
@@ -617,6 +623,7 @@ def test_resume_with_missing_data_leaves_the_run_alone(finished_run, tmp_path: P
     assert snapshot(copy) == before
 
 
+@pytest.mark.needs_fmnist  # the finished_run / half_run fixtures train on the real data
 @pytest.mark.parametrize("flags", [[], ["--resume"]], ids=["without-resume", "with-resume"])
 def test_finished_run_without_checkpoints_is_not_overwritten(finished_run, tmp_path: Path, capsys,
                                                              flags: list[str]) -> None:
@@ -640,6 +647,7 @@ def poison_loss(monkeypatch, kind: str) -> None:
     monkeypatch.setattr(torch.nn.CrossEntropyLoss, "forward", forward)
 
 
+@pytest.mark.needs_fmnist  # the finished_run / half_run fixtures train on the real data
 @pytest.mark.parametrize("kind,shown", [("nan", "nan"), ("inf", "inf"), ("nan-gradient", "nan")])
 def test_diverging_loss_keeps_the_last_good_checkpoint(half_run, tmp_path: Path, capsys, monkeypatch, kind: str,
                                                        shown: str) -> None:
@@ -659,7 +667,7 @@ def test_diverging_loss_keeps_the_last_good_checkpoint(half_run, tmp_path: Path,
     assert summary["epochs"] == 2 and summary["steps"] == 6
 
 
-@needs_fmnist
+@pytest.mark.needs_fmnist
 def test_diverging_from_the_first_step_writes_no_checkpoint(tmp_path: Path, capsys, monkeypatch) -> None:
     poison_loss(monkeypatch, "nan")
     run = tmp_path / "run"
@@ -669,7 +677,7 @@ def test_diverging_from_the_first_step_writes_no_checkpoint(tmp_path: Path, caps
     assert not (run / "summary.json").exists()
 
 
-@needs_fmnist
+@pytest.mark.needs_fmnist
 def test_subprocess_bad_override(tmp_path: Path) -> None:
     done = sharpvision("train", TINY, "--out", tmp_path / "out", "--quiet", *ONE_EPOCH, "optim.rho=-0.5",
                        cwd=tmp_path)
@@ -678,7 +686,7 @@ def test_subprocess_bad_override(tmp_path: Path) -> None:
     assert "Traceback" not in done.stderr and not (tmp_path / "out").exists()
 
 
-@needs_fmnist
+@pytest.mark.needs_fmnist
 def test_subprocess_missing_dataset_files(tmp_path: Path, empty: Path) -> None:
     done = sharpvision("train", TINY, "--out", tmp_path / "out", "--quiet", *ONE_EPOCH, f"data.root={empty}",
                        cwd=tmp_path)
@@ -687,6 +695,7 @@ def test_subprocess_missing_dataset_files(tmp_path: Path, empty: Path) -> None:
     assert "Traceback" not in done.stderr
 
 
+@pytest.mark.needs_fmnist  # the finished_run / half_run fixtures train on the real data
 def test_subprocess_retrain_into_finished_run(finished_run, tmp_path: Path) -> None:
     run, hashes = finished_run
     done = sharpvision("train", TINY, "--out", run, "--quiet", *ONE_EPOCH, cwd=tmp_path)

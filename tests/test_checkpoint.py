@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import FAST, FMNIST, TINY
 from torch import nn
 
 from sharpvision import checkpoint as ckpt
@@ -15,10 +16,7 @@ from sharpvision.cli import main
 from sharpvision.train import RunDirError, train
 from sharpvision.train.rundir import RunDir
 
-TINY = Path(__file__).parents[1] / "configs" / "tiny.yaml"
-FAST = ["data.subset_train=256", "data.subset_test=128", "train.max_steps_per_epoch=2", "train.log_every=2"]
-needs_data = pytest.mark.skipif(not Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz").exists(),
-                                reason="needs the Debian package dataset-fashion-mnist")
+TWO_STEPS = [*FAST, "train.max_steps_per_epoch=2"]  # 2 steps an epoch: the checkpoint names below count them
 
 
 def save(folder: Path, step: int, keep: int = 2, **weights: torch.Tensor) -> Path:
@@ -97,9 +95,9 @@ def test_fit_names_the_file_and_the_mismatches() -> None:
         ckpt.fit(nn.Sequential(nn.ReLU(), nn.Linear(4, 3)), nn.Linear(4, 3).state_dict(), Path("f.pt"), "x")
 
 
-@needs_data
+@pytest.mark.needs_fmnist
 def test_a_checkpoint_of_another_model_is_refused(tmp_path: Path, capsys) -> None:
-    train(config.load(TINY, [*FAST, "schedule.epochs=1"]), tmp_path / "vit", progress=False)
+    train(config.load(TINY, [*TWO_STEPS, "schedule.epochs=1"]), tmp_path / "vit", progress=False)
     capsys.readouterr()
     assert main(["eval", str(tmp_path / "vit"), "model.name=resnet_micro"]) == 2
     err = capsys.readouterr().err
@@ -108,9 +106,9 @@ def test_a_checkpoint_of_another_model_is_refused(tmp_path: Path, capsys) -> Non
     assert "shape (checkpoint vs model)" in capsys.readouterr().err
 
 
-@needs_data
+@pytest.mark.needs_fmnist
 def test_resume_refuses_a_corrupt_latest_and_touches_nothing(tmp_path: Path) -> None:
-    cfg = config.load(TINY, [*FAST, "schedule.epochs=3"])
+    cfg = config.load(TINY, [*TWO_STEPS, "schedule.epochs=3"])
     train(cfg, tmp_path / "run", stop_after_epoch=2, progress=False)
     bad = tmp_path / "run" / "checkpoints" / "step_00000004" / "model.safetensors"
     with bad.open("r+b") as f:
@@ -122,21 +120,21 @@ def test_resume_refuses_a_corrupt_latest_and_touches_nothing(tmp_path: Path) -> 
     assert {p: p.read_bytes() for p in (tmp_path / "run").rglob("*") if p.is_file()} == before
 
 
-@needs_data
+@pytest.mark.needs_fmnist
 def test_resume_allows_changing_where_data_lives_and_how_the_run_is_observed(tmp_path: Path) -> None:
-    cfg = config.load(TINY, [*FAST, "schedule.epochs=2"])
+    cfg = config.load(TINY, [*TWO_STEPS, "schedule.epochs=2"])
     train(cfg, tmp_path / "run", stop_after_epoch=1, progress=False)
-    moved = config.load(TINY, [*FAST, "schedule.epochs=2", "train.log_every=1", "train.keep_checkpoints=1",
-                               "data.root=/usr/share/datasets/fashion-mnist"])
+    moved = config.load(TINY, [*TWO_STEPS, "schedule.epochs=2", "train.log_every=1", "train.keep_checkpoints=1",
+                               f"data.root={FMNIST}"])
     assert train(moved, tmp_path / "run", resume=True, progress=False)["epochs"] == 2
     assert [p.name for p in (tmp_path / "run" / "checkpoints").iterdir() if p.is_dir()] == ["step_00000004"]
     with pytest.raises(RunDirError, match=r"schedule\.epochs \(2 -> 3\)"):
-        train(config.load(TINY, [*FAST, "schedule.epochs=3"]), tmp_path / "run", resume=True, progress=False)
+        train(config.load(TINY, [*TWO_STEPS, "schedule.epochs=3"]), tmp_path / "run", resume=True, progress=False)
 
 
-@needs_data
+@pytest.mark.needs_fmnist
 def test_more_workers_than_saved_warns_that_the_resume_is_not_bit_exact(tmp_path: Path) -> None:
-    cfg = config.load(TINY, [*FAST, "schedule.epochs=1"])
+    cfg = config.load(TINY, [*TWO_STEPS, "schedule.epochs=1"])
     train(cfg, tmp_path / "run", progress=False)
     from sharpvision import data as svdata
     from sharpvision.models import from_config as build_model

@@ -11,22 +11,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import HAVE_FMNIST, NO_FMNIST
 from PIL import Image
 
 from sharpvision.config import ConfigError, DataConfig
 from sharpvision.data import DataError, build_datasets, eval_loader, train_loader_for_epoch
-from sharpvision.data.datasets import FASHION_MNIST_FILES, FASHION_MNIST_ROOT, load_source
+from sharpvision.data.datasets import load_source
 from sharpvision.data.splits import split_train
 from sharpvision.data.transforms import SpecRandAugment, rand_augment
-
-HAVE_FMNIST = all((FASHION_MNIST_ROOT / name).is_file() for pair in FASHION_MNIST_FILES.values() for name in pair)
-NO_FMNIST = f"Fashion-MNIST not in {FASHION_MNIST_ROOT}: apt-get install dataset-fashion-mnist"
-needs_fmnist = pytest.mark.skipif(not HAVE_FMNIST, reason=NO_FMNIST)
 
 
 @pytest.fixture(scope="module")
 def source():
-    if not HAVE_FMNIST:
+    if not HAVE_FMNIST:  # its tests carry needs_fmnist; this guards one added without it
         pytest.skip(NO_FMNIST)
     return load_source(DataConfig())
 
@@ -85,7 +82,7 @@ def test_corrupt_fashion_mnist_raises_data_error_naming_file(tmp_path, defect):
 
 # ---------------------------------------------------------------- real Fashion-MNIST
 
-@needs_fmnist
+@pytest.mark.needs_fmnist
 def test_fashion_mnist_real_files():
     bundle = build_datasets(DataConfig(augment="none"))
     assert (len(bundle.train), len(bundle.test)) == (60000, 10000)
@@ -97,6 +94,7 @@ def test_fashion_mnist_real_files():
     assert torch.equal(bundle.train_labels, bundle.clean_train_labels)
 
 
+@pytest.mark.needs_fmnist
 def test_fraction_is_stratified_seeded_and_nested(source):
     picks = {}
     for f in (0.5, 0.25, 0.1):
@@ -112,6 +110,7 @@ def test_fraction_is_stratified_seeded_and_nested(source):
     assert picks[0.1] < picks[0.25] < picks[0.5]
 
 
+@pytest.mark.needs_fmnist
 def test_val_split_is_disjoint_and_stratified(source):
     split = split_train(source.train_labels, DataConfig(val_fraction=0.1, fraction=0.5, seed=1), 10)
     val, train = set(split.val.tolist()), set(split.train.tolist())
@@ -123,6 +122,7 @@ def test_val_split_is_disjoint_and_stratified(source):
     assert set(full.train.tolist()) | val == set(range(60000))
 
 
+@pytest.mark.needs_fmnist
 @pytest.mark.parametrize("rate", [0.1, 0.4])
 def test_label_noise_exact_rate_other_class_seeded(source, rate):
     cfg = DataConfig(fraction=0.5, label_noise=rate, seed=2)
@@ -138,7 +138,7 @@ def test_label_noise_exact_rate_other_class_seeded(source, rate):
     assert not torch.equal(other.labels, source.train_labels[other.train]) and not torch.equal(other.train, split.train)
 
 
-@needs_fmnist
+@pytest.mark.needs_fmnist
 def test_bundle_noise_caps_and_clean_test():
     bundle = build_datasets(DataConfig(label_noise=0.5, val_fraction=0.1, subset_train=1000, subset_test=300, seed=7))
     raw = load_source(DataConfig())
@@ -153,7 +153,7 @@ def test_bundle_noise_caps_and_clean_test():
 
 # ---------------------------------------------------------------- preprocessing
 
-@needs_fmnist
+@pytest.mark.needs_fmnist
 def test_basic_transform_shapes_randomness_and_normalization():
     bundle = build_datasets(DataConfig(augment="basic", img_size=32, subset_train=64, subset_test=2000))
     assert bundle.img_size == 32
@@ -234,7 +234,7 @@ def batches(loader) -> list[tuple[torch.Tensor, torch.Tensor]]:
     return [(x, y) for x, y in loader]
 
 
-@needs_fmnist
+@pytest.mark.needs_fmnist
 def test_train_order_is_a_function_of_seed_and_epoch():
     cfg = DataConfig(augment="none", subset_train=500, subset_test=100, batch_size=64)
     bundle = build_datasets(cfg)

@@ -2,25 +2,20 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
+from helpers import FAST, TINY
 from PIL import Image
 
 from sharpvision import config
 from sharpvision.config import ConfigError, DataConfig
 from sharpvision.data import Loaders, build_datasets, eval_loader, train_loader_for_epoch, uses_device_loader
-from sharpvision.data.datasets import FASHION_MNIST_FILES, FASHION_MNIST_ROOT
 from sharpvision.data.device import DeviceImages, DeviceTrainLoader
 from sharpvision.train import train
 
-HAVE_FMNIST = all((FASHION_MNIST_ROOT / name).is_file() for pair in FASHION_MNIST_FILES.values() for name in pair)
-pytestmark = pytest.mark.skipif(not HAVE_FMNIST, reason="needs the Debian package dataset-fashion-mnist")
+pytestmark = pytest.mark.needs_fmnist
 CPU = torch.device("cpu")
-TINY = Path(__file__).parents[1] / "configs" / "tiny.yaml"
-FAST = ["data.subset_train=256", "data.subset_test=128", "train.max_steps_per_epoch=3", "train.log_every=2"]
 
 
 def data_cfg(**kw) -> DataConfig:

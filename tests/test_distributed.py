@@ -12,8 +12,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import ddp_probe
 import pytest
 import torch
+from helpers import FAST, ROOT, TINY
 from torch import nn
 
 from sharpvision import checkpoint as ckpt
@@ -22,15 +24,7 @@ from sharpvision.config import ConfigError
 from sharpvision.data.loaders import epoch_order, eval_part, worker_order
 from sharpvision.train import distributed, train
 
-sys.path.insert(0, str(Path(__file__).parent))
-import ddp_probe  # noqa: E402
-
-ROOT = Path(__file__).parents[1]
-TINY = ROOT / "configs" / "tiny.yaml"
-SMALL = ["data.subset_train=256", "data.subset_test=128", "train.max_steps_per_epoch=3", "train.log_every=2",
-         "schedule.epochs=2"]
-HAS_DATA = Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz").exists()
-needs_data = pytest.mark.skipif(not HAS_DATA, reason="needs the Debian package dataset-fashion-mnist")
+TWO_EPOCHS = [*FAST, "schedule.epochs=2"]
 
 
 def torchrun(n: int, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
@@ -136,14 +130,15 @@ def weights(run: Path) -> dict[str, torch.Tensor]:
     return ckpt.load(run).model
 
 
-@needs_data
+@pytest.mark.needs_fmnist
 @pytest.mark.parametrize("m, single_m", [(64, None), (None, 32)], ids=["m=global", "m=per-worker"])
 def test_torchrun_two_workers_reproduce_one_process(tmp_path: Path, m: int | None, single_m: int | None) -> None:
     """2 workers x 32 = one process with batch 64, when they perturb alike: m = 64 shares the ascent over both
     workers (one perturbation, as one process); m = 32 per worker equals one process splitting its batch in two."""
     # augmentation draws differ per worker by design; one thread each, as torchrun gives its workers; SGD, because
     # Adam divides by sqrt(v) and so turns the all-reduce's rounding on near-zero gradients into lr-sized steps
-    common = [*SMALL, "data.augment=none", "train.device=cpu", "train.threads=1", "optim.name=sgd", "optim.lr=0.05"]
+    common = [*TWO_EPOCHS, "data.augment=none", "train.device=cpu", "train.threads=1", "optim.name=sgd",
+              "optim.lr=0.05"]
     ddp = [f"optim.m={m}"] if m else []
     done = torchrun(2, "-m", "sharpvision", "train", str(TINY), "--out", str(tmp_path / "ddp"), "--quiet", *common,
                     *ddp)
@@ -164,11 +159,11 @@ def test_torchrun_two_workers_reproduce_one_process(tmp_path: Path, m: int | Non
     assert [r["epoch"] for r in epochs if "train_loss" in r] == [0, 1], "one log, written by rank 0 only"
 
 
-@needs_data
+@pytest.mark.needs_fmnist
 def test_torchrun_killed_mid_epoch_resumes_exactly(tmp_path: Path) -> None:
     """Both workers SIGKILLed after 4 steps; the resume (mid-epoch checkpoint at step 3) restores each worker's own
     random streams, so augmentation, drop-path and EMA continue as in the uninterrupted 2-worker run."""
-    args = ["train", str(TINY), "--quiet", *SMALL, "train.checkpoint_every=3", "train.device=cpu",
+    args = ["train", str(TINY), "--quiet", *TWO_EPOCHS, "train.checkpoint_every=3", "train.device=cpu",
             "model.drop_path_rate=0.1", "train.ema_decay=0.9"]
     full = torchrun(2, "-m", "sharpvision", *args, "--out", str(tmp_path / "full"))
     assert full.returncode == 0, full.stderr[-3000:]
@@ -184,7 +179,7 @@ def test_torchrun_killed_mid_epoch_resumes_exactly(tmp_path: Path) -> None:
     assert all(torch.equal(t, wb[k]) for k, t in wa.items())
 
 
-@needs_data
+@pytest.mark.needs_fmnist
 def test_torchrun_error_stops_the_job_with_the_message(tmp_path: Path) -> None:
     """What a user sees: the one-line error naming the field, a failed job, no traceback, nothing written.
 
@@ -203,7 +198,7 @@ def test_torchrun_error_stops_the_job_with_the_message(tmp_path: Path) -> None:
     assert not (tmp_path / "r").exists()
 
 
-@needs_data
+@pytest.mark.needs_fmnist
 @pytest.mark.parametrize("rank", [0, 1])
 def test_each_worker_rejects_a_bad_recipe_before_joining_the_group(tmp_path: Path, rank: int) -> None:
     """Each worker, started alone with torchrun's environment and no peer, exits 2 with the message: the recipe is

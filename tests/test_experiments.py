@@ -17,9 +17,6 @@ from sharpvision.cli import main
 from sharpvision.experiments import SuiteError, load_suite, run_cell, run_suite, select
 from sharpvision.experiments.locks import CellLock
 
-ROOT = Path(__file__).parents[1]
-HAS_DATA = Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz").exists()
-needs_data = pytest.mark.skipif(not HAS_DATA, reason="needs the Debian package dataset-fashion-mnist")
 TINY_RUN = ["schedule.epochs=2", "schedule.warmup_epochs=0", "data.subset_train=64", "data.subset_test=64",
             "data.batch_size=32", "train.log_every=1"]
 
@@ -98,7 +95,7 @@ def test_a_lock_is_exclusive_and_a_dead_owners_lock_is_taken_over(tmp_path: Path
     assert [p.name for p in tmp_path.iterdir()] == [".lock"]  # nothing left of the stale ones
 
 
-@needs_data
+@pytest.mark.needs_fmnist
 def test_a_suite_runs_resumes_and_aggregates_over_seeds(tmp_path: Path, monkeypatch) -> None:
     suite = load_suite(write_suite(tmp_path, analysis=["norms"]))
     out = tmp_path / "out"
@@ -125,7 +122,7 @@ def test_a_suite_runs_resumes_and_aggregates_over_seeds(tmp_path: Path, monkeypa
         run_suite(changed, out, changed.cells())
 
 
-@needs_data
+@pytest.mark.needs_fmnist
 def test_a_failing_cell_is_retried_once_recorded_and_the_others_go_on(tmp_path: Path, monkeypatch) -> None:
     from sharpvision.experiments import runner
     suite = load_suite(write_suite(tmp_path, axes={"seed": [0, 1]}))

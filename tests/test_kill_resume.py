@@ -16,24 +16,22 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import ROOT, TINY
 
 from sharpvision import checkpoint as ckpt
 
-ROOT = Path(__file__).parents[1]
-RECIPE = ROOT / "configs" / "tiny.yaml"
 # 4 steps per epoch, 3 epochs; checkpoints at steps 3 (mid-epoch), 4, 6, 8, 9, 12
 ARGS = ["--quiet", "data.subset_train=256", "data.subset_test=128", "train.log_every=2", "train.checkpoint_every=3",
         "train.ema_decay=0.9", "model.drop_path_rate=0.1", "train.threads=1"]
 TIMING = ("images_per_s", "train_time_s", "tflops_per_s", "wall_time_s", "mfu")
 
-pytestmark = pytest.mark.skipif(not Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz").exists(),
-                                reason="needs the Debian package dataset-fashion-mnist (make setup installs it)")
+pytestmark = pytest.mark.needs_fmnist
 
 
 def sharpvision(out: Path, *extra: str, crash: str | None = None, resume: bool = False) -> subprocess.Popen:
     prefix = [sys.executable, str(ROOT / "tests" / "crash.py"), crash] if crash else [sys.executable, "-m",
                                                                                      "sharpvision"]
-    cmd = [*prefix, "train", str(RECIPE), "--out", str(out), *ARGS, *extra, *(["--resume"] if resume else [])]
+    cmd = [*prefix, "train", str(TINY), "--out", str(out), *ARGS, *extra, *(["--resume"] if resume else [])]
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
 

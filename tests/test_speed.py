@@ -4,7 +4,7 @@ from contextlib import nullcontext
 
 import pytest
 import torch
-from test_train import FAST, TINY
+from helpers import FAST, TINY
 from torch import nn
 from torch._dynamo.testing import CompileCounter
 
@@ -84,6 +84,7 @@ def test_runtime_channels_last_and_fused_optimizer() -> None:
     torch.testing.assert_close(nets[0].weight, nets[1].weight)
 
 
+@pytest.mark.needs_fmnist
 def test_trainer_reports_flops_and_mfu_and_trains_compiled(tmp_path, monkeypatch) -> None:
     """The trainer's SAM run compiles the ViT once for all its steps (dynamo with a counting backend: inductor
     itself is torch's to test, and costs a minute on 2 cores) and trains as the eager run does."""

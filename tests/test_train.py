@@ -8,6 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from helpers import FAST, TINY
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from sharpvision import checkpoint as ckpt
@@ -17,11 +18,7 @@ from sharpvision.config import ConfigError
 from sharpvision.models import from_config as build_model
 from sharpvision.train import RunDirError, TrainingDiverged, session, train
 
-TINY = Path(__file__).parents[1] / "configs" / "tiny.yaml"
-FAST = ["data.subset_train=256", "data.subset_test=128", "train.max_steps_per_epoch=3", "train.log_every=2"]
-
-pytestmark = pytest.mark.skipif(not Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz").exists(),
-                                reason="needs the Debian package dataset-fashion-mnist (make setup installs it)")
+pytestmark = pytest.mark.needs_fmnist
 
 
 def tiny(*overrides: str) -> config.Config:

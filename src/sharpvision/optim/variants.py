@@ -48,6 +48,8 @@ class GSAM(_WeightedVariant):
     default_alpha = 0.4
 
     def _combine(self) -> None:
+        if all(self.current_rho(group) == 0 for group in self.param_groups):
+            return  # no ascent: g_s is g and g_perp is exactly 0 (computed, eps would leave a residue AdamW amplifies)
         g_s = [grad for _, _, grad in self._grads()]
         g = self._first_grads
         coef = _dot(g, g_s) / (_dot(g_s, g_s) + self.eps)
