@@ -14,14 +14,12 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from helpers import CONFIGS, ROOT, TINY
 
 from sharpvision import config, errors, runtime
 from sharpvision.cli import main
 
-ROOT = Path(__file__).parents[1]
 SRC = ROOT / "src" / "sharpvision"
-HAS_DATA = Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz").exists()
-needs_data = pytest.mark.skipif(not HAS_DATA, reason="needs the Debian package dataset-fashion-mnist")
 SMALL = ["data.subset_train=128", "data.subset_test=64", "schedule.epochs=1", "train.log_every=1"]
 
 # Lower layers never import higher ones. train uses analysis (lambda_max during training) and evaluate (test
@@ -134,7 +132,7 @@ def test_every_error_we_raise_on_purpose_is_a_sharpvision_error() -> None:
 
 def test_cli_prints_user_errors_in_one_line_and_keeps_the_traceback_of_bugs(monkeypatch, capsys) -> None:
     from sharpvision import cli
-    assert main(["train", str(ROOT / "configs" / "tiny.yaml"), "optim.rho=-1"]) == 2
+    assert main(["train", str(TINY), "optim.rho=-1"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("sharpvision train: error: recipe") and "optim.rho" in err[0]
 
@@ -160,12 +158,12 @@ def test_threads_are_put_back_and_seeded_blocks_leave_the_global_generators_alon
     assert torch.equal(inside, torch.rand(3))  # inside the block: the draws of seed_everything(0)
 
 
-@needs_data
+@pytest.mark.needs_fmnist
 def test_training_and_loading_a_run_leave_threads_and_random_streams_as_they_were(tmp_path: Path) -> None:
     from sharpvision.analysis.run import load_subject
     from sharpvision.train import train
     before = torch.get_num_threads()
-    train(config.load(ROOT / "configs" / "tiny.yaml", [*SMALL, "train.threads=1"]), tmp_path / "run", progress=False)
+    train(config.load(TINY, [*SMALL, "train.threads=1"]), tmp_path / "run", progress=False)
     assert torch.get_num_threads() == before
     torch.manual_seed(7)
     expected = torch.rand(4)
@@ -186,12 +184,11 @@ def test_renamed_fields_keep_working_with_a_warning() -> None:
         assert config.from_dict({"train": {"lambda_max_every": 2}}).train.lambda_max_every == 2
 
 
-@needs_data
+@pytest.mark.needs_fmnist
 def test_a_run_saved_under_the_old_field_names_resumes(tmp_path: Path) -> None:
     from sharpvision.train import train
-    tiny = ROOT / "configs" / "tiny.yaml"
     args = [*SMALL, "schedule.epochs=2", "train.lambda_max_every=2", "train.lambda_max_sample=32"]
-    cfg = config.load(tiny, args)
+    cfg = config.load(TINY, args)
     train(cfg, tmp_path / "run", stop_after_epoch=1, progress=False)
     saved = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
     saved["train"]["sharpness_every"] = saved["train"].pop("lambda_max_every")  # as an older release wrote it
@@ -205,7 +202,7 @@ def test_a_run_saved_under_the_old_field_names_resumes(tmp_path: Path) -> None:
 def test_recipes_are_found_by_their_shipped_name(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)  # a folder without configs/
     shipped = config.shipped_recipes()
-    assert shipped.is_dir() and (ROOT / "configs").resolve() == shipped.resolve()  # ./configs links here
+    assert shipped.is_dir() and CONFIGS.resolve() == shipped.resolve()  # ./configs links here
     for name in ("fmnist/vit_sam.yaml", "configs/fmnist/vit_sam.yaml"):
         assert config.find_recipe(name) == shipped / "fmnist" / "vit_sam.yaml"
     assert config.find_recipe("no/such.yaml") == Path("no/such.yaml")  # load() then names it as missing
@@ -238,5 +235,5 @@ def test_an_installed_wheel_runs_the_demo_and_finds_its_recipes(tmp_path: Path) 
     package, recipe, name, sam = out.stdout.split()
     site = str(tmp_path / "site")
     assert package.startswith(site) and recipe.startswith(site)  # the installed copy, not the checkout
-    expected = yaml.safe_load((ROOT / "configs" / "demo.yaml").read_text())
+    expected = yaml.safe_load((CONFIGS / "demo.yaml").read_text())
     assert name == expected["name"] and sam == "True"
