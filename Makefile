@@ -1,10 +1,10 @@
-# make setup | demo | test | lint. The venv lives in .venv and is reused while requirements and pyproject are unchanged.
+# make setup | demo | test | lint | docs. The venv lives in .venv and is reused while requirements and pyproject are unchanged.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup data demo test lint bench-deps clean
+.PHONY: setup data demo test lint docs bench-deps clean
 
 setup: $(STAMP) data
 
@@ -30,7 +30,11 @@ bench-deps: setup
 	$(BIN)/pip install -q --disable-pip-version-check -r requirements-bench.txt
 
 lint: setup
-	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks scripts
+
+# rewrite the figures blocks in README.md and docs/*.md from benchmarks/results/*.json (standard library only)
+docs:
+	$(PYTHON) scripts/docs_figures.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache src/*.egg-info

@@ -1,4 +1,4 @@
-"""The README's library example runs as written (up to the whole-run lines, which train for an hour)."""
+"""The Python examples in README.md and docs/*.md run as written (a tiny trained run stands in for runs/vit_sam)."""
 
 import re
 from pathlib import Path
@@ -6,36 +6,75 @@ from pathlib import Path
 import pytest
 import torch
 
-README = Path(__file__).parents[1] / "README.md"
+ROOT = Path(__file__).parents[1]
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+
+# one marker per example; a test below runs the block that holds it
+LIBRARY, ANALYSIS_FUNCTIONS, ANALYZE = "sv.optim.SAM(", "A.hessian_eigenvalues(", "analyze(load_subject("
 
 
-def test_readme_library_example_runs() -> None:
-    block = re.search(r"```python\n(.*?)```", README.read_text(), re.S).group(1)
+def python_blocks() -> list[tuple[Path, str]]:
+    return [(page, code) for page in PAGES for code in re.findall(r"```python\n(.*?)```", page.read_text(), re.S)]
+
+
+def example(marker: str) -> tuple[Path, str]:
+    (found,) = [(page, code) for page, code in python_blocks() if marker in code]
+    return found
+
+
+def run(code: str, page: Path) -> dict:
+    scope: dict = {}
+    exec(compile(code, str(page), "exec"), scope)
+    return scope
+
+
+def test_every_python_example_is_run_by_a_test() -> None:
+    """A new ```python block in the docs needs a test here (and its marker in the list above)."""
+    for page, code in python_blocks():
+        assert sum(m in code for m in (LIBRARY, ANALYSIS_FUNCTIONS, ANALYZE)) == 1, (page, code[:200])
+
+
+def test_library_example_runs() -> None:
+    """Everything up to the whole-run lines, which train for an hour."""
+    page, block = example(LIBRARY)
     code, _, whole_runs = block.partition("# whole runs")
     assert "sv.train.train(cfg" in whole_runs and "sv.config.load(" in whole_runs
-    scope: dict = {}
-    exec(compile(code, str(README), "exec"), scope)
-    loss, logits = scope["loss"], scope["logits"]
+    scope = run(code, page)
+    loss, logits, opt, sched = scope["loss"], scope["logits"], scope["opt"], scope["sched"]
     assert torch.isfinite(loss) and logits.shape == (8, 10)
-    assert not scope["opt"].perturbed and scope["opt"].base_optimizer.state  # stepped, weights restored
+    assert not opt.perturbed and opt.base_optimizer.state  # stepped, weights restored
+    assert sched.optimizer is opt and sched.last_epoch == 3  # the scheduler drives the optimizer that stepped
 
 
-@pytest.mark.skipif(not Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz").exists(),
-                    reason="needs the Debian package dataset-fashion-mnist (make setup installs it)")
-def test_readme_analysis_example_runs(tmp_path: Path) -> None:
-    """The analysis example, on a tiny trained run instead of runs/vit_sam and 64 examples instead of 2048."""
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from sharpvision import config
     from sharpvision.train import train
-    train(config.load(Path(__file__).parents[1] / "configs" / "tiny.yaml",
-                      ["data.subset_train=128", "data.subset_test=64", "train.max_steps_per_epoch=2",
-                       "schedule.epochs=1"]), tmp_path / "run", progress=False)
-    block = next(b for b in re.findall(r"```python\n(.*?)```", README.read_text(), re.S) if "load_subject" in b)
+    out = tmp_path_factory.mktemp("readme") / "run"
+    train(config.load("tiny.yaml", ["data.subset_train=128", "data.subset_test=64", "train.max_steps_per_epoch=2",
+                                    "schedule.epochs=1"]), out, progress=False)
+    return out
+
+
+@pytest.mark.needs_fmnist
+def test_analysis_functions_example_runs(tiny_run: Path) -> None:
+    """On the tiny run and 64 examples instead of runs/vit_sam and 2048."""
+    page, block = example(ANALYSIS_FUNCTIONS)
     line = 'run_dir, n = "runs/vit_sam", 2048'
     assert line in block
-    code = block.replace(line, f"run_dir, n = {str(tmp_path / 'run')!r}, 64")
-    scope: dict = {}
-    exec(compile(code, str(README), "exec"), scope)
+    scope = run(block.replace(line, f"run_dir, n = {str(tiny_run)!r}, 64"), page)
     assert len(scope["data"]) == 1 and len(scope["data"][0][1]) == 64
     assert len(scope["top"]["eigenvalues"]) == 3 and scope["kappa"]["n"] == 64
     assert scope["plane"]["center_loss"] == pytest.approx(scope["flat"]["loss"], rel=1e-5)
     assert scope["maps"]["rollout"].shape[0] == 8
+
+
+@pytest.mark.needs_fmnist
+def test_analyze_example_runs(tiny_run: Path) -> None:
+    """The call as written, on the tiny run and with two cheap pieces (the Hessian's are tested in test_analyze)."""
+    page, block = example(ANALYZE)
+    line = 'run_dir, what = "runs/vit_sam", ["hessian", "trace"]'
+    assert line in block
+    scope = run(block.replace(line, f"run_dir, what = {str(tiny_run)!r}, ['norms', 'sparsity']"), page)
+    assert set(scope["results"]) == {"norms", "sparsity"}
+    assert (tiny_run / "analysis" / "norms.json").is_file() and (tiny_run / "analysis" / "sparsity.json").is_file()

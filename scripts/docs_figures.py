@@ -1,0 +1,442 @@
+#!/usr/bin/env python3
+"""Write the benchmark figures quoted in the docs from benchmarks/results, so that a quoted number cannot drift.
+
+The docs quote a measured figure only inside a block named after a result under ``benchmarks/results/``::
+
+    <!-- figures: sam_overhead_cpu -->
+    (rendered from benchmarks/results/sam_overhead_cpu.json: never edit by hand)
+    <!-- /figures: sam_overhead_cpu -->
+
+The result's name picks its renderer (the longest registered prefix: ``sam_overhead``), so a new result of a known
+benchmark, such as ``sam_overhead_cuda``, needs a block and no code. Every rendering ends with the file, the
+command, the device and the torch version recorded in the result.
+
+    python scripts/docs_figures.py            # rewrite every block in README.md and docs/*.md (make docs)
+    python scripts/docs_figures.py --check    # change nothing; list the stale blocks, exit 1 if any
+
+tests/test_docs.py runs the same check. Only the standard library is used, so any Python 3.10+ runs it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import statistics
+import sys
+import textwrap
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+# markers stand alone on their line, so a page can mention one inline (in backticks) without opening a block
+OPEN = re.compile(r"^<!-- figures: ([\w.-]+) -->$", re.M)
+BLOCK = re.compile(r"^<!-- figures: (?P<name>[\w.-]+) -->\n.*?^<!-- /figures: (?P=name) -->$", re.S | re.M)
+
+Renderer = Callable[[Path], str]
+RENDERERS: dict[str, Renderer] = {}
+
+
+def renders(prefix: str) -> Callable[[Renderer], Renderer]:
+    """Register a renderer for the results whose name starts with ``prefix``."""
+    def register(fn: Renderer) -> Renderer:
+        RENDERERS[prefix] = fn
+        return fn
+    return register
+
+
+def doc_files() -> list[Path]:
+    """The pages that may hold blocks."""
+    return [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+
+
+def result_path(name: str) -> Path:
+    """``benchmarks/results/NAME.json``, or the folder ``NAME/`` (analysis results are folders)."""
+    for path in (RESULTS / f"{name}.json", RESULTS / name):
+        if path.exists():
+            return path
+    raise ValueError(f"figures block {name!r}: no benchmarks/results/{name}.json or folder {name}/")
+
+
+def render_block(name: str) -> str:
+    """The text between the markers of block ``name``."""
+    prefixes = [p for p in RENDERERS if name.startswith(p)]
+    if not prefixes:
+        raise ValueError(f"figures block {name!r}: no renderer for it (known prefixes: {', '.join(RENDERERS)})")
+    return RENDERERS[max(prefixes, key=len)](result_path(name)).strip()
+
+
+def render(text: str) -> str:
+    """``text`` with every block rewritten from the results as they are now."""
+    opened, closed = OPEN.findall(text), [m["name"] for m in BLOCK.finditer(text)]
+    if opened != closed:
+        raise ValueError(f"figures blocks opened {opened} but closed {closed}: a block lacks its end marker")
+    return BLOCK.sub(lambda m: (f"<!-- figures: {m['name']} -->\n{render_block(m['name'])}\n"
+                                f"<!-- /figures: {m['name']} -->"), text)
+
+
+# ---- formatting shared by the renderers ----
+
+def load(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text())
+
+
+def paragraph(text: str) -> str:
+    """Wrap prose at 115 columns so the rendered Markdown reads like the hand-written text around it."""
+    return textwrap.fill(" ".join(text.split()), 115, break_long_words=False, break_on_hyphens=False)
+
+
+def table(header: list[str], rows: list[list[str]]) -> str:
+    lines = [header, ["---"] * len(header), *rows]
+    return "\n".join("| " + " | ".join(cells) + " |" for cells in lines)
+
+
+def command(data: dict[str, Any]) -> str:
+    """The recorded command; some results were made from inside benchmarks/, so their script gets its folder."""
+    return re.sub(r"^python (?!benchmarks/)(\w+\.py)", r"python benchmarks/\1", data["command"])
+
+
+def source(path: Path, cmd: str, device: str, torch: str) -> str:
+    """The line that closes every block: where the figures come from."""
+    return paragraph(f"_Source: `{path.relative_to(ROOT)}`; command: `{cmd}`; device: {device}; torch: {torch}._")
+
+
+def standard_source(path: Path, data: dict[str, Any]) -> str:
+    """:func:`source` for results written by benchmarks/common.py (device, versions, command)."""
+    return source(path, command(data), data["device"], data["versions"]["torch"])
+
+
+def sci(x: float) -> str:
+    """1.5e5 rather than 1.5e+05; inf as inf."""
+    return "inf" if x == float("inf") else re.sub(r"e\+?(-?)0*(\d)", r"e\1\2", f"{x:.1e}")
+
+
+def overrides(items: list[str]) -> dict[str, str]:
+    return dict(item.split("=", 1) for item in items)
+
+
+def mean_std(cell: dict[str, float], digits: int) -> str:
+    return f"{cell['mean']:.{digits}f} +- {cell['std']:.{digits}f}"
+
+
+def span(values: list[float], fmt: str = ".2f") -> str:
+    """A range, low-high."""
+    return f"{min(values):{fmt}}-{max(values):{fmt}}"
+
+
+# ---- one renderer per benchmark ----
+
+@renders("demo")
+def demo(path: Path) -> str:
+    d = load(path)
+    base, sam = d["runs"]["AdamW"], d["runs"]["SAM(AdamW)"]
+    minutes, seconds = divmod(round(d["make_demo_real_time_s"]), 60)
+
+    def gap(run: dict[str, Any]) -> str:
+        return f"{100 * (run['train_accuracy'] - run['test_accuracy']):.1f}"
+
+    notes = paragraph(
+        f"Train accuracy: AdamW {100 * base['train_accuracy']:.1f}%, SAM {100 * sam['train_accuracy']:.1f}%. "
+        f"Train-test gap: AdamW {gap(base)} points, SAM {gap(sam)}. SAM trains at "
+        f"{sam['images_per_s'] / base['images_per_s']:.2f}x AdamW's images/s. The whole command took {minutes} min "
+        f"{seconds} s.")
+    return f"```\n{d['table']}\n```\n\n{notes}\n\n" + source(path, d["command"], d["machine"], base["torch"])
+
+
+def _overhead_label(setting: str, k: int) -> str:
+    names = {"base": "AdamW", "sam": "SAM", f"sam_every_{k}": f"SAM-{k}", f"looksam_{k}": f"LookSAM-{k}",
+             "gsam": "GSAM"}
+    return names.get(setting, setting)
+
+
+@renders("sam_overhead")
+def sam_overhead(path: Path) -> str:
+    d = load(path)
+    first = d["results"][0]
+    k, settings = first["k"], list(first["settings"])
+    rows, drift, looksam_extra = [], [], []
+    for r in d["results"]:
+        s = r["settings"]
+        cells = [f"{s[name]['ratio_of_medians']:.3f}" for name in settings[1:]]
+        rows.append([f"`{r['model']}` ({r['params'] / 1e6:.2f}M)", f"{1e3 * s['base']['step_s_median']:.1f} ms = 1",
+                     *cells])
+        drift += [abs(v["ratio_of_medians"] - v["median_of_pair_ratios"]) for v in s.values()]
+        if f"looksam_{k}" in s and f"sam_every_{k}" in s:
+            extra = s[f"looksam_{k}"]["step_s_median"] / s[f"sam_every_{k}"]["step_s_median"] - 1
+            looksam_extra.append(f"{100 * extra:.1f}% on `{r['model']}`")
+    notes = paragraph(
+        f"Batch {first['batch']} at {first['img_size']} px, {d['precision']}, compiled: "
+        f"{'yes' if d['compiled'] else 'no'}; blocks of k = {k} steps, {first['repeats']} repeats, medians. "
+        f"Ratios of medians; the medians of the per-repeat ratios are within {max(drift):.2f} of them. "
+        + (f"LookSAM-{k} costs more than SAM-{k} by {' and '.join(looksam_extra)}." if looksam_extra else ""))
+    header = ["model", *(_overhead_label(name, k) for name in settings)]
+    return f"{table(header, rows)}\n\n{notes}\n\n{standard_source(path, d)}"
+
+
+@renders("peer_loop")
+def peer_loop(path: Path) -> str:
+    d = load(path)
+    ips = d["images_per_s"]
+    text = paragraph(
+        f"**Ours {ips['ours']['median']:.0f} images/s, peer {ips['peer']['median']:.0f} images/s: "
+        f"{d['ratio_ours_over_peer']:.2f}x.** `{d['model']}`, batch {d['batch']}, {d['precision']}, ours with the "
+        f"{d['ours_loader']} loader (compiled: {'yes' if d['ours_compiled'] else 'no'}), the peer's DataLoader with "
+        f"{d['peer_workers']} worker{'s' if d['peer_workers'] > 1 else ''}; {d['rounds']} alternating rounds of "
+        f"{d['timed_epochs_per_round']} timed epochs of {d['steps_per_epoch']} steps, medians.")
+    return f"{text}\n\n{standard_source(path, d)}"
+
+
+@renders("mfu")
+def mfu(path: Path) -> str:
+    d = load(path)
+    first = d["results"][0]
+    runs = "; ".join(f"{r['optimizer']} {r['tflops_per_s']:.3f} TFLOP/s ({r['images_per_s']:.1f} images/s"
+                     + (f", MFU {100 * r['mfu']:.1f}%)" if r["mfu"] is not None else ")") for r in d["results"])
+    peak = (f"peak {d['peak_tflops']} TFLOP/s" if d["peak_tflops"] else
+            "no MFU: the device has no peak in the table")
+    text = paragraph(
+        f"`{first['model']}` at {first['img_size']} px: {first['flops_per_image'] / 1e9:.1f} GFLOPs per training "
+        f"image (forward + backward, torch's flop counter). Batch {first['batch']}, {d['precision']}, compiled: "
+        f"{'yes' if d['compiled'] else 'no'}: {runs}; {peak}.")
+    return f"{text}\n\n{standard_source(path, d)}"
+
+
+def _grid(path: Path, label: Callable[[str, dict[str, Any]], str], note: str = "") -> str:
+    """The settings-by-seeds benchmarks (sam_variants, m_sharpness): a table of accuracy and cost per setting."""
+    d = load(path)
+    rows = []
+    for name, cell in d["table"].items():
+        acc = cell["test_accuracy"]
+        rows.append([label(name, d["runs"][name][0]), f"{mean_std(acc, 4)} (n={acc['n']})",
+                     f"{cell['images_per_s']['mean']:.0f}", f"{cell['cost_vs_base']:.2f}"])
+    minutes = sum(r["wall_time_s"] for runs in d["runs"].values() for r in runs) / 60
+    settings = paragraph(
+        f"Every setting is `{d['recipe']}` with {', '.join(f'`{o}`' for o in d['overrides'])}; mean +- std over "
+        f"seeds; cost = AdamW's images/s over the setting's (whole-run training throughput). Training time of all "
+        f"runs together: {minutes:.1f} min. {note}")
+    header = ["setting", "test accuracy", "images/s", "cost vs AdamW"]
+    return f"{table(header, rows)}\n\n{settings}\n\n{standard_source(path, d)}"
+
+
+@renders("sam_variants")
+def sam_variants(path: Path) -> str:
+    text = _grid(path, lambda name, run: run["optimizer"])
+    gain = load(path)["sam_gain"]
+    note = (f"SAM's gain over AdamW: {100 * gain:+.1f} points"
+            + ("; it is not positive, so the share of it a variant keeps is undefined." if gain <= 0 else "."))
+    return f"{paragraph(note)}\n\n{text}"
+
+
+@renders("m_sharpness")
+def m_sharpness(path: Path) -> str:
+    d = load(path)
+    batch = int(overrides(d["overrides"])["data.batch_size"])
+
+    def label(name: str, run: dict[str, Any]) -> str:
+        m = run.get("sam_m")
+        return run["optimizer"] if m is None else f"{run['optimizer']}, m = {m} ({batch // m} per batch)"
+
+    acc = {run[0]["sam_m"]: d["table"][name]["test_accuracy"]["mean"] for name, run in d["runs"].items()
+           if run[0].get("sam_m")}
+    whole = acc.get(batch)
+    diffs = [f"m = {m}: {100 * (a - whole):+.1f} points" for m, a in acc.items() if whole is not None and m != batch]
+    note = f"Against one perturbation per batch (m = {batch}): {'; '.join(diffs)}." if diffs else ""
+    return _grid(path, label, note)
+
+
+@renders("looksam_drift")
+def looksam_drift(path: Path) -> str:
+    d = load(path)
+    rows = []
+    for r in d["results"]:
+        b = r["batches"]
+        previous = [x["cos_gv_previous"] for x in b if x["cos_gv_previous"] is not None]
+        rows.append([f"{r['rho']}", span([x["cos_g_gs"] for x in b]), span([x["gv_over_g"] for x in b]),
+                     span(previous)])
+    header = ["rho", "cos(g, g_s)", "\\|\\|g_v\\|\\| / \\|\\|g\\|\\|", "cos(g_v, previous batch's g_v)"]
+    setting = paragraph(f"`{d['model']}` at init, batch {d['batch']}, {d['precision']}, "
+                        f"{len(d['results'][0]['batches'])} consecutive training batches; ranges over the batches.")
+    return f"{table(header, rows)}\n\n{setting}\n\n{standard_source(path, d)}"
+
+
+@renders("time_to_accuracy")
+def time_to_accuracy(path: Path) -> str:
+    d = load(path)
+    target = d["target_test_accuracy"]
+    lines = []
+    for r in d["results"].values():
+        who = f"`{r['model']}` with {r['optimizer']}"
+        if r["epoch"] is not None:
+            lines.append(f"- {who} reached {100 * target:.0f}% at epoch {r['epoch']} after "
+                         f"**{r['wall_time_s']:.0f} s** ({r['images_per_s']:,.0f} images/s).")
+        else:
+            lines.append(f"- {who} never did: {r['final_test_accuracy']:.3f} after {r['total_wall_time_s']:.0f} s "
+                         f"({r['images_per_s']:,.0f} images/s).")
+    o = overrides(next(iter(d["results"].values()))["overrides"])
+    setting = paragraph(f"Target: {100 * target:.0f}% test accuracy; {int(o['data.subset_train']):,} training and "
+                        f"{int(o['data.subset_test']):,} test images, {o['schedule.epochs']} epochs; wall time is "
+                        "the trainer's cumulative training and evaluation time.")
+    return f"{setting}\n\n" + "\n".join(lines) + f"\n\n{standard_source(path, d)}"
+
+
+@renders("cli_startup")
+def cli_startup(path: Path) -> str:
+    d = load(path)
+    now, before = d["trees"]["now"], d["trees"].get("before", {})
+    rows = []
+    for cmd, t in now.items():
+        loads = ", ".join(f"`{m}`" for m in t["heavy_modules"]) or "none"
+        row = [f"`{cmd}`", f"{t['median_s']:.2f} s", loads]
+        if before:
+            speedup = d["speedup"][cmd]
+            row += [f"{before[cmd]['median_s']:.2f} s", f"{speedup:.0f}x" if speedup >= 10 else f"{speedup:.2f}x"]
+        rows.append(row)
+    header = ["command", "now", "heavy modules it loads"] + (["the older tree", "speed-up"] if before else [])
+    setting = paragraph(f"Each command in a fresh interpreter, median of {d['repeats']}"
+                        + ("; the older source tree is the one given to `--before`, run alternately." if before
+                           else "."))
+    return f"{table(header, rows)}\n\n{setting}\n\n{standard_source(path, d)}"
+
+
+@renders("checkpoint_cost")
+def checkpoint_cost(path: Path) -> str:
+    d = load(path)
+    s = d["median_s"]
+    text = paragraph(
+        f"A `{d['model']}` checkpoint with its AdamW state ({d['params'] / 1e6:.0f}M parameters, "
+        f"{d['checkpoint_mb']:.0f} MB) takes {s['ours_save']:.2f} s to write against {s['bare_save']:.2f} s for a "
+        f"bare `torch.save` ({d['save_ratio']:.2f}x: the fsyncs and sha256 sums), and {s['ours_load']:.2f} s to read "
+        f"and verify against {s['bare_load']:.2f} s ({d['load_ratio']:.2f}x); medians of {d['repeats']}.")
+    return f"{text}\n\n{standard_source(path, d)}"
+
+
+@renders("ntk_families")
+def ntk_families(path: Path) -> str:
+    d = load(path)
+    ns = sorted({r["n"] for r in d["results"]})
+    kappa = {(r["model"], r["n"]): r["kappa_median"] for r in d["results"]}
+    params = {r["model"]: r["params"] for r in d["results"]}
+    rows = [[f"`{m}` ({p / 1e6:.2f}M)", *(sci(kappa[m, n]) for n in ns)] for m, p in params.items()]
+    zero_head = sorted({r["model"] for r in d["results"] if r["zero_initialized_head"]})
+    first = d["results"][0]
+    notes = [f"Median over {d['seeds']} initializations, {first['reduction']}-of-logits kernel in {first['dtype']}, "
+             "Fashion-MNIST training images."]
+    if {"vit_micro", "resnet_micro"} <= set(params):
+        ratios = " and ".join(f"{kappa['vit_micro', n] / kappa['resnet_micro', n]:.0f}x at n={n}" for n in ns)
+        notes.append(f"`vit_micro` over `resnet_micro`: {ratios}.")
+    if zero_head:
+        notes.append(f"Zero-initialized classifier (recorded in the JSON): {', '.join(f'`{m}`' for m in zero_head)}.")
+    header = ["model", *(f"kappa, n={n}" for n in ns)]
+    return f"{table(header, rows)}\n\n{paragraph(' '.join(notes))}\n\n{standard_source(path, d)}"
+
+
+def _peer_cell(peer: dict[str, Any], ref: float, own: bool) -> str:
+    value = f"{peer['lambda_max']:.6g}"
+    if not own:
+        value += f" ({100 * (peer['lambda_max'] - ref) / ref:+.2g}%)"
+    cell = f"{value}, {peer['time_s_median']:.1f} s"
+    return f"fails as is; {cell} \\*" if peer["failed_as_is"] else cell
+
+
+@renders("hessian_peers")
+def hessian_peers(path: Path) -> str:
+    d = load(path)
+    names = list(d["results"][0]["peers"])
+    ours, reference = names[0], names[-1]
+    rows, failures = [], set()
+    for r in d["results"]:
+        ref = r["peers"][reference]["lambda_max"]
+        rows.append([r["model"], *(_peer_cell(r["peers"][n], ref, n in (ours, reference)) for n in names)])
+        failures |= {p["failed_as_is"] for p in r["peers"].values() if p["failed_as_is"]}
+    peers = [p for r in d["results"] for n, p in r["peers"].items() if n != ours]
+    own = [r["peers"][ours]["rel_diff_vs_curvlinops"] for r in d["results"]]
+    speed = {n: [1 / r["peers"][n]["our_time_over_theirs"] for r in d["results"]] for n in names[1:]}
+    notes = paragraph(
+        f"Relative differences are to {reference}. Every value is within "
+        f"{100 * max(p['rel_diff_vs_curvlinops'] for p in peers):.1f}% of it, ours within {max(own):.1e}. "
+        "Our speed over each peer's (their time / ours), per model: "
+        + "; ".join(f"{n} {', '.join(f'{v:.2f}x' for v in vs)}" for n, vs in speed.items()) + ".")
+    footnote = paragraph("\\* fails as it is (" + "; ".join(f"`{f}`" for f in sorted(failures)) + "), so the "
+                         "benchmark runs it again under our math-attention mode.") if failures else ""
+    setting = paragraph(f"Sample of {d['sample']} images as one batch, tolerance {d['tol']:g}, {d['repeats']} repeats "
+                        "side by side, median times.")
+    return "\n\n".join([setting, table(["model", *names], rows), footnote, notes, standard_source(path, d)])
+
+
+def _geometry_rows(base: dict[str, Any], sam: dict[str, Any]) -> list[list[str]]:
+    def pair(get: Callable[[dict[str, Any]], float], fmt: str, ratio: bool = True) -> list[str]:
+        a, b = get(base), get(sam)
+        return [f"{a:{fmt}}", f"{b:{fmt}}", f"{b / a:.2f}" if ratio else ""]
+
+    h, t = base["hessian"], base["trace"]
+    plane = base["landscape"]["plane"]["settings"]
+    noise = base["flatness"]
+    return [
+        [f"lambda_max (n={h['settings']['n']}; mean +- std over {len(h['sample_seeds'])} sample draws)",
+         *(f"{r['hessian']['lambda_max_mean']:.1f} +- {r['hessian']['lambda_max_std']:.1f}" for r in (base, sam)),
+         f"{sam['hessian']['lambda_max_mean'] / h['lambda_max_mean']:.2f}"],
+        [f"Hessian trace (Hutch++, {t['samples']} products; +- stderr)",
+         *(f"{r['trace']['trace']:.0f} +- {r['trace']['stderr']:.0f}" for r in (base, sam)),
+         f"{sam['trace']['trace'] / t['trace']:.2f}"],
+        [f"SAM sharpness L(w + rho g/\\|\\|g\\|\\|) - L(w), rho {base['sharpness']['sam']['settings']['rho']}",
+         *pair(lambda r: r["sharpness"]["sam"]["sharpness"], ".3f")],
+        [f"worst-case sharpness, \\|\\|e\\|\\| <= {base['sharpness']['worst_case']['settings']['rho']} "
+         f"({base['sharpness']['worst_case']['steps']} ascent steps)",
+         *pair(lambda r: r["sharpness"]["worst_case"]["sharpness"], ".3f")],
+        [f"L(w + noise) - L(w), sigma {noise['sigma']} ({noise['draws']} draws)",
+         *pair(lambda r: r["flatness"]["mean_loss_noisy"] - r["flatness"]["loss"], ".3f")],
+        [f"mean loss over the {plane['steps']} x {plane['steps']} landscape plane",
+         *pair(lambda r: statistics.fmean(x for row in r["landscape"]["plane"]["loss"] for x in row), ".2f")],
+        ["training loss L(w) on the sample", *pair(lambda r: r["flatness"]["loss"], ".3f", ratio=False)],
+        ["active neurons per block", *(" ".join(f"{v:.2f}" for v in r["sparsity"]["per_block"].values())
+                                       for r in (base, sam)), ""],
+        ["weight norm", *pair(lambda r: r["norms"]["total"], ".1f", ratio=False)],
+        [f"NTK kappa at init (n={base['ntk']['at_init']['n']}, {base['ntk']['at_init']['reduction']} of logits, "
+         f"{base['ntk']['at_init']['dtype']})", *(sci(r["ntk"]["at_init"]["kappa"]) for r in (base, sam)),
+         "same init" if base["ntk"]["at_init"]["kappa"] == sam["ntk"]["at_init"]["kappa"] else ""],
+    ]
+
+
+@renders("geometry_demo")
+def geometry(path: Path) -> str:
+    """A ``sharpvision analyze --compare`` folder holding two runs: the first is the baseline, the second SAM."""
+    compare = load(path / "compare.json")
+    (base_name, base_c), (sam_name, sam_c) = compare["runs"].items()
+    base, sam = ({p.stem: load(p) for p in (path / name).glob("*.json")} for name in (base_name, sam_name))
+    rows = _geometry_rows(base, sam)
+    by_block, sam_by_block = base["hessian"]["per_block"], sam["hessian"]["per_block"]
+    blocks, blocks_sam = (" / ".join(f"{v:.1f}" for v in b.values()) for b in (by_block, sam_by_block))
+    ratios = ", ".join(f"{k} {v / sam_by_block[k]:.1f}x" for k, v in by_block.items())
+    per_block = paragraph(
+        f"lambda_max per block ({', '.join(by_block)}): {base_name} {blocks}; {sam_name} "
+        f"{blocks_sam}. {base_name} over {sam_name}: {ratios}; overall "
+        f"{base['hessian']['lambda_max_mean'] / sam['hessian']['lambda_max_mean']:.1f}x.")
+    devices = sorted({*base_c["devices"], *sam_c["devices"]})
+    torches = sorted({str(r.get("torch", "not recorded")) for r in (*base.values(), *sam.values())})
+    header = [f"`{base['hessian']['model']}`", f"`{base_name}`", f"`{sam_name}`", f"`{sam_name}` / `{base_name}`"]
+    where = source(path, compare["command"], ", ".join(devices), ", ".join(torches))
+    if (path / "README.md").exists():
+        where += f"\n_How the piece files were made: `{(path / 'README.md').relative_to(ROOT)}`._"
+    return "\n\n".join([table(header, rows), per_block, where])
+
+
+def main(argv: list[str]) -> int:
+    check = "--check" in argv
+    stale = []
+    for path in doc_files():
+        text = path.read_text()
+        new = render(text)
+        if new != text:
+            stale.append(str(path.relative_to(ROOT)))
+            if not check:
+                path.write_text(new)
+    if check and stale:
+        print(f"stale figures in {', '.join(stale)}: run make docs", file=sys.stderr)
+        return 1
+    print(f"figures: {'up to date' if not stale else 'rewrote ' + ', '.join(stale)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,89 @@
+"""The docs stay true: quoted figures match their JSON, every result is quoted, links resolve, no test counts.
+
+The figures blocks are written by scripts/docs_figures.py (``make docs``); this checks them without writing.
+"""
+
+import importlib.util
+import re
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+ROOT = Path(__file__).parents[1]
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), *sorted((ROOT / "benchmarks").rglob("*.md"))]
+# pages linked before they are written (each is checked to be still missing, so the list cannot go stale)
+NOT_YET_WRITTEN: set[Path] = set()
+
+
+def load_figures() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("docs_figures", ROOT / "scripts" / "docs_figures.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+figures = load_figures()
+
+
+def prose(text: str) -> str:
+    """``text`` without fenced code blocks (commands and examples are not prose and hold no links)."""
+    return re.sub(r"^```.*?^```", "", text, flags=re.S | re.M)
+
+
+def anchors(page: Path) -> set[str]:
+    """GitHub's heading anchors: lower case, punctuation dropped, spaces to hyphens, repeats numbered."""
+    found, repeats = set(), {}
+    for heading in re.findall(r"^#{1,6} (.+)$", prose(page.read_text()), re.M):
+        slug = re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+        found.add(f"{slug}-{repeats[slug]}" if slug in repeats else slug)
+        repeats[slug] = repeats.get(slug, 0) + 1
+    return found
+
+
+@pytest.mark.parametrize("page", figures.doc_files(), ids=lambda p: str(p.relative_to(ROOT)))
+def test_figures_match_their_json(page: Path) -> None:
+    text = page.read_text()
+    for block in figures.BLOCK.finditer(text):
+        name = block["name"]
+        assert figures.render_block(name) in block[0], (
+            f"{page.name}: the figures block {name!r} differs from benchmarks/results/{name}: run make docs")
+    assert figures.render(text) == text, f"{page.name}: run make docs"
+
+
+def test_every_result_is_quoted() -> None:
+    """A result nobody quotes is a figure the docs forgot (GPU results included)."""
+    quoted = {b["name"] for page in figures.doc_files() for b in figures.BLOCK.finditer(page.read_text())}
+    results = {p.stem for p in figures.RESULTS.glob("*.json")} | {
+        p.name for p in figures.RESULTS.iterdir() if (p / "compare.json").is_file()}
+    assert results - quoted == set(), "results without a figures block in README.md or docs/"
+
+
+def test_markers_standing_alone_are_blocks() -> None:
+    """An opening marker without its end marker is an error, not a silently skipped block."""
+    with pytest.raises(ValueError, match="end marker"):
+        figures.render("<!-- figures: sam_overhead_cpu -->\ntext\n")
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_links_resolve(page: Path) -> None:
+    """Every relative link names a file that exists and, for a Markdown page, a heading it has."""
+    for target in re.findall(r"\]\(([^)\s]+)\)", prose(page.read_text())):
+        if re.match(r"[a-z]+:", target):
+            continue
+        path, _, fragment = target.partition("#")
+        file = (page.parent / path).resolve() if path else page
+        if file in NOT_YET_WRITTEN:
+            assert not file.exists(), f"{file.relative_to(ROOT)} exists now: remove it from NOT_YET_WRITTEN"
+            continue
+        assert file.exists(), f"{page.relative_to(ROOT)} links to {target}, which does not exist"
+        if fragment and file.suffix == ".md":
+            assert fragment in anchors(file), f"{page.relative_to(ROOT)} links to {target}: no such heading"
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_no_test_counts_in_prose(page: Path) -> None:
+    """Counts of tests go stale with every test added; say what is tested instead."""
+    counts = re.findall(r"\b\d[\d,]*\s+(?:\w+\s+)?(?:tests|test cases|cases|properties)\b|\b\d[\d,]*\s+bad inputs\b",
+                        prose(page.read_text()))
+    assert counts == [], f"{page.relative_to(ROOT)}: {counts}"
