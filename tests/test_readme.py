@@ -11,6 +11,7 @@ PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 
 # one marker per example; a test below runs the block that holds it
 LIBRARY, ANALYSIS_FUNCTIONS, ANALYZE = "sv.optim.SAM(", "A.hessian_eigenvalues(", "analyze(load_subject("
+EXPERIMENTS = "experiments.load_suite("
 
 
 def python_blocks() -> list[tuple[Path, str]]:
@@ -31,7 +32,7 @@ def run(code: str, page: Path) -> dict:
 def test_every_python_example_is_run_by_a_test() -> None:
     """A new ```python block in the docs needs a test here (and its marker in the list above)."""
     for page, code in python_blocks():
-        assert sum(m in code for m in (LIBRARY, ANALYSIS_FUNCTIONS, ANALYZE)) == 1, (page, code[:200])
+        assert sum(m in code for m in (LIBRARY, ANALYSIS_FUNCTIONS, ANALYZE, EXPERIMENTS)) == 1, (page, code[:200])
 
 
 def test_library_example_runs() -> None:
@@ -78,3 +79,11 @@ def test_analyze_example_runs(tiny_run: Path) -> None:
     scope = run(block.replace(line, f"run_dir, what = {str(tiny_run)!r}, ['norms', 'sparsity']"), page)
     assert set(scope["results"]) == {"norms", "sparsity"}
     assert (tiny_run / "analysis" / "norms.json").is_file() and (tiny_run / "analysis" / "sparsity.json").is_file()
+
+
+def test_experiments_example_runs() -> None:
+    """Loading a shipped suite and selecting cells, as written (the run itself is test_experiments' to test)."""
+    page, block = example(EXPERIMENTS)
+    scope = run("from pathlib import Path\n" + block, page)
+    assert scope["suite"].name == "paper-tiny" and scope["cells"]
+    assert all(cell.label("setting") == "sam" for cell in scope["cells"])

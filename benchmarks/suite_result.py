@@ -1,0 +1,34 @@
+"""Copy a finished suite's aggregate into benchmarks/results/ with the device, versions and command, so the docs
+can quote it (scripts/docs_figures.py renders every ``suite_*`` result).
+
+    python benchmarks/suite_result.py benchmarks/suites/pilot_noise.yaml runs/pilot_noise suite_pilot_noise_cpu
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import yaml
+from common import provenance, write_result
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("suite_file", help="the suite sharpvision reproduce ran")
+    p.add_argument("suite_dir", type=Path, help="its --out folder")
+    p.add_argument("name", help="result name, e.g. suite_pilot_noise_cpu")
+    args = p.parse_args()
+    results = json.loads((args.suite_dir / "results.json").read_text())
+    cells = sorted((args.suite_dir / "cells").glob("*/result.json"))
+    curves = {json.loads(c.read_text())["cell"]: json.loads(c.read_text())["curve"] for c in cells}
+    device = json.loads(cells[0].read_text())["summary"]["device"] if cells else "none"
+    record = {"benchmark": "suite", **provenance("cpu"), "device": device,
+              "suite": yaml.safe_load((args.suite_dir / "suite.yaml").read_text()), **results, "curves": curves}
+    record["command"] = f"sharpvision reproduce {args.suite_file} --out {args.suite_dir} && {record['command']}"
+    write_result(record, args.name)
+
+
+if __name__ == "__main__":
+    main()
