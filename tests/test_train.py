@@ -212,10 +212,23 @@ def test_demo_fresh_deletes_only_its_own_runs_and_refuses_stale_reuse(tmp_path: 
     assert (tmp_path / "my_notes.txt").read_text() == "precious"
     record = json.loads((tmp_path / "demo.json").read_text())
     assert set(record["runs"]) == {"AdamW", "SAM(AdamW)"} and "test accuracy" in record["table"]
-    capsys.readouterr()
+    for label, folder in (("AdamW", "vit_base"), ("SAM(AdamW)", "vit_sam")):  # the curve is the run's last test
+        assert record["test_curves"][label][-1] == [1, record["runs"][label]["test_accuracy"]], folder
+    out = capsys.readouterr().out
+    assert ["epoch", "AdamW", "SAM(AdamW)"] in [line.split() for line in out.splitlines()]
+    assert "AdamW: best test accuracy" in out
     assert main(["demo", "--out", str(tmp_path), *small, "optim.rho=0.5"]) == 2  # not the table of rho 0.05
     err = capsys.readouterr().err
     assert "optim.rho (0.05 -> 0.5)" in err and "pass --fresh" in err
+
+
+def test_curve_table_shows_each_runs_peak_and_last_epoch() -> None:
+    from sharpvision.cli import curve_table
+    text = curve_table({"A": [(2, 0.7), (4, 0.8), (6, 0.6)], "B": [(2, 0.65), (4, 0.75), (6, 0.77)]})
+    lines = text.splitlines()
+    assert lines[1].split() == ["2", "0.7000", "0.6500"] and lines[3].split() == ["6", "0.6000", "0.7700"]
+    assert lines[4] == "A: best test accuracy 0.8000 at epoch 4, last 0.6000 (epoch 6)"
+    assert lines[5] == "B: best test accuracy 0.7700 at epoch 6, last 0.7700 (epoch 6)"
 
 
 def test_stop_after_epoch_must_be_positive(tmp_path: Path) -> None:

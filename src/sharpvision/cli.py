@@ -105,12 +105,35 @@ def cmd_demo(args: argparse.Namespace) -> int:
         except RunDirError as e:
             raise RunDirError(f"{e} (or pass --fresh to retrain the demo)") from None
     table = demo_table(rows)
+    curves = {label: accuracy_curve(run_dir) for label, (run_dir, _) in runs.items()}
     print()
     print(table)
-    record = {"command": _command(), "recipe": args.recipe, "table": table,
-              "runs": rows}
+    print()
+    print(curve_table(curves))
+    record = {"command": _command(), "recipe": args.recipe, "table": table, "runs": rows, "test_curves": curves}
     (out / "demo.json").write_text(json.dumps(record, indent=2) + "\n")
     return 0
+
+
+def accuracy_curve(run_dir: Path) -> list[tuple[int, float]]:
+    """(epoch, test accuracy) of every evaluated epoch: where a run that memorises its labels peaks and falls."""
+    records = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines() if x.strip()]
+    return [(r["epoch"] + 1, r["test_accuracy"]) for r in records if "train_loss" in r and "test_accuracy" in r]
+
+
+def curve_table(curves: dict[str, list[tuple[int, float]]]) -> str:
+    """Test accuracy per evaluated epoch, side by side, and each run's best epoch against its last."""
+    labels = list(curves)
+    by_epoch = {label: dict(curve) for label, curve in curves.items()}
+    epochs = sorted({e for curve in curves.values() for e, _ in curve})
+    lines = [f"{'epoch':<8}" + "".join(f"{label:>14}" for label in labels)]
+    lines += [f"{e:<8}" + "".join(f"{by_epoch[label].get(e, float('nan')):>14.4f}" for label in labels)
+              for e in epochs]
+    for label, curve in curves.items():
+        best_epoch, best = max(curve, key=lambda point: point[1])
+        lines.append(f"{label}: best test accuracy {best:.4f} at epoch {best_epoch}, last {curve[-1][1]:.4f} "
+                     f"(epoch {curve[-1][0]})")
+    return "\n".join(lines)
 
 
 def demo_table(rows: dict[str, dict]) -> str:
