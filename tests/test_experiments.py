@@ -148,3 +148,19 @@ def test_cli_refuses_bad_shards_and_filters_in_one_line(tmp_path: Path, capsys) 
     assert len(err) == 1 and "--shard '3/2'" in err[0] and not (tmp_path / "o").exists()
     assert main(["reproduce", str(tmp_path / "missing.yaml")]) == 2
     assert "missing.yaml: no such file" in capsys.readouterr().err
+
+
+@pytest.mark.needs_fmnist
+def test_cells_run_as_submitit_jobs_with_the_local_executor(tmp_path: Path) -> None:
+    """The SLURM path with submitit's local executor: one job per cell, a job reporting 'done' for a finished cell."""
+    pytest.importorskip("submitit")
+    from sharpvision.experiments.submit import submit_cells
+    suite = load_suite(write_suite(tmp_path, axes={"seed": [0, 1]}))
+    said: list[str] = []
+    results = submit_cells(suite, tmp_path / "out", suite.cells(), "local", timeout_min=10, say=said.append)
+    assert results["cells_done"] == 2 and said[0].startswith("submitted 2 job(s) to local")
+    assert said[1:] == ["[1/2] seed=0: trained", "[2/2] seed=1: trained"]
+    assert len([p for p in (tmp_path / "out" / "submitit").iterdir() if p.name.isdigit()]) == 2  # a log folder each
+    again: list[str] = []
+    submit_cells(suite, tmp_path / "out", suite.cells()[:1], "local", timeout_min=10, say=again.append)
+    assert again[1:] == ["[1/1] seed=0: done"]

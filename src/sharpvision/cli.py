@@ -8,9 +8,13 @@ import json
 import shutil
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sharpvision import config as svconfig
 from sharpvision.errors import SharpvisionError
+
+if TYPE_CHECKING:  # the CLI imports each task's stack only when it runs
+    from sharpvision.experiments import Cell, Suite
 
 
 def cmd_models(args: argparse.Namespace) -> int:
@@ -72,10 +76,19 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     suite = experiments.load_suite(args.suite)
     out = Path(args.out) if args.out else Path("runs") / "suites" / suite.name
     cells = experiments.select(suite.cells(), args.only, args.shard)
-    if not args.dry_run:
+    if args.dry_run:
+        return _dry_run(suite, out, cells)
+    if args.submit:
+        from sharpvision.experiments.submit import submit_cells
+        results = submit_cells(suite, out, cells, args.submit, args.timeout_min, args.partition, args.gpus_per_node)
+    else:
         results = experiments.run_suite(suite, out, cells)
-        print(f"{results['cells_done']}/{results['cells_total']} cells done; results in {out / 'results.json'}")
-        return 0
+    print(f"{results['cells_done']}/{results['cells_total']} cells done; results in {out / 'results.json'}")
+    return 0
+
+
+def _dry_run(suite: Suite, out: Path, cells: list[Cell]) -> int:
+    from sharpvision import experiments
     from sharpvision.experiments.estimate import training_seconds
     seconds = training_seconds(suite, cells)
     for cell in cells:
@@ -215,6 +228,10 @@ def parser() -> argparse.ArgumentParser:
                    help="run only the cells with this label (repeatable)")
     r.add_argument("--shard", metavar="I/N", help="run every N-th cell from the I-th (N machines, one directory)")
     r.add_argument("--dry-run", action="store_true", help="list the cells, their state and estimated cost")
+    r.add_argument("--submit", choices=["slurm", "local"], help="one submitit job per cell (local: subprocesses)")
+    r.add_argument("--timeout-min", type=_positive, default=240, help="--submit: each job's time limit")
+    r.add_argument("--partition", help="--submit slurm: the partition")
+    r.add_argument("--gpus-per-node", type=int, default=0, help="--submit: GPUs per job")
     r.set_defaults(fn=cmd_reproduce)
 
     d = sub.add_parser("demo", help="small ViT on Fashion-MNIST, with and without SAM, side by side (CPU minutes)")
