@@ -22,7 +22,7 @@ from torch import nn
 
 from sharpvision import config
 from sharpvision import data as svdata
-from sharpvision.models import from_config as build_model
+from sharpvision import models
 from sharpvision.optim.variants import LookSAM
 
 RECIPE = Path(__file__).resolve().parents[1] / "configs" / "fmnist" / "vit_sam.yaml"
@@ -39,7 +39,7 @@ def cos(a: torch.Tensor, b: torch.Tensor) -> float:
 def drift(cfg: config.Config, rho: float, batches: int, device: torch.device) -> dict:
     bundle = svdata.build_datasets(cfg.data)
     torch.manual_seed(cfg.seed)
-    model = build_model(cfg, bundle).to(device)
+    model = models.from_config(cfg, bundle).to(device)
     opt = LookSAM(model.parameters(), torch.optim.AdamW, rho=rho, lr=cfg.optim.lr)
     loss_fn = nn.CrossEntropyLoss()
     params = list(model.parameters())
