@@ -20,9 +20,8 @@ import torch
 from common import provenance, write_result
 from torch import nn
 
-from sharpvision import config
+from sharpvision import config, models
 from sharpvision import data as svdata
-from sharpvision import models
 from sharpvision.optim.variants import LookSAM
 
 RECIPE = Path(__file__).resolve().parents[1] / "configs" / "fmnist" / "vit_sam.yaml"
