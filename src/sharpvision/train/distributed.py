@@ -47,11 +47,6 @@ def launched_rank() -> int:
     return int(os.environ["RANK"]) if launched() else 0
 
 
-def restarted() -> bool:
-    """Whether torchrun restarted this worker after a failure (``--max-restarts``): it should resume, not start."""
-    return int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")) > 0
-
-
 def setup(device_kind: str) -> Dist:
     """Join the process group when launched by torchrun (reusing one the caller already made); else one process.
 
@@ -146,5 +141,5 @@ def rank_seed(seed: int, rank: int) -> int:
     return (seed + 1_000_003 * rank) % 2**32
 
 
-__all__ = ["Dist", "broadcast_buffers", "gather", "launched", "launched_rank", "mean_over_group",
-           "perturbation_groups", "rank_seed", "restarted", "setup", "shutdown", "sum_all"]
+__all__ = ["Dist", "broadcast_buffers", "gather", "launched", "launched_rank", "mean_over_group", "rank_seed", "setup",
+           "perturbation_groups", "shutdown", "sum_all"]
