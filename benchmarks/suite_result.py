@@ -25,7 +25,7 @@ def main() -> None:
     curves = {json.loads(c.read_text())["cell"]: json.loads(c.read_text())["curve"] for c in cells}
     device = json.loads(cells[0].read_text())["summary"]["device"] if cells else "none"
     record = {"benchmark": "suite", **provenance("cpu"), "device": device,
-              "suite": yaml.safe_load((args.suite_dir / "suite.yaml").read_text()), **results, "curves": curves}
+              "definition": yaml.safe_load((args.suite_dir / "suite.yaml").read_text()), **results, "curves": curves}
     record["command"] = f"sharpvision reproduce {args.suite_file} --out {args.suite_dir} && {record['command']}"
     write_result(record, args.name)
 

@@ -317,7 +317,7 @@ def suite(path: Path) -> str:
         if val:
             acc, epoch = max(val)
             best.append(f"{cell}: epoch {epoch} of {len(curve)}")
-    note = paragraph(f"Suite `{d['suite']['name']}`, {d['cells_done']} of {d['cells_total']} cells done; mean +- std "
+    note = paragraph(f"Suite `{d['suite']}`, {d['cells_done']} of {d['cells_total']} cells done; mean +- std "
                      "over seeds (n - 1), n cells per row. Best validation accuracy reached at: " + "; ".join(best)
                      + ".")
     return f"{table(['cells', 'n', *[label for _, label in names]], rows)}\n\n{note}\n\n{standard_source(path, d)}"
