@@ -164,3 +164,17 @@ def test_cells_run_as_submitit_jobs_with_the_local_executor(tmp_path: Path) -> N
     again: list[str] = []
     submit_cells(suite, tmp_path / "out", suite.cells()[:1], "local", timeout_min=10, say=again.append)
     assert again[1:] == ["[1/1] seed=0: done"]
+
+
+@pytest.mark.needs_fmnist
+def test_dry_run_times_each_setup_once_and_lists_every_cell(tmp_path: Path, capsys) -> None:
+    from sharpvision.experiments.estimate import training_seconds
+    suite = load_suite(write_suite(tmp_path))
+    seconds = training_seconds(suite, suite.cells())
+    assert set(seconds) == {c.key for c in suite.cells()} and all(v > 0 for v in seconds.values())
+    for setting in ("vanilla", "sam"):  # seeds share their setup's timed pass and step count
+        assert seconds[f"setting={setting},seed=0"] == seconds[f"setting={setting},seed=1"]
+    assert main(["reproduce", str(write_suite(tmp_path)), "--dry-run", "--out", str(tmp_path / "o")]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert [line.split()[:2] for line in out[:4]] == [[c.key, "todo"] for c in suite.cells()]
+    assert out[-1].startswith("4 cells, about ") and "timed passes of 2 setups" in out[-1]

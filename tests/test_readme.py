@@ -57,13 +57,18 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+def run_replacing(marker: str, line: str, replacement: str) -> dict:
+    """Run the example holding ``marker`` with its ``line`` (which must be there as written) replaced."""
+    page, block = example(marker)
+    assert line in block
+    return run(block.replace(line, replacement), page)
+
+
 @pytest.mark.needs_fmnist
 def test_analysis_functions_example_runs(tiny_run: Path) -> None:
     """On the tiny run and 64 examples instead of runs/vit_sam and 2048."""
-    page, block = example(ANALYSIS_FUNCTIONS)
-    line = 'run_dir, n = "runs/vit_sam", 2048'
-    assert line in block
-    scope = run(block.replace(line, f"run_dir, n = {str(tiny_run)!r}, 64"), page)
+    scope = run_replacing(ANALYSIS_FUNCTIONS, 'run_dir, n = "runs/vit_sam", 2048',
+                          f"run_dir, n = {str(tiny_run)!r}, 64")
     assert len(scope["data"]) == 1 and len(scope["data"][0][1]) == 64
     assert len(scope["top"]["eigenvalues"]) == 3 and scope["kappa"]["n"] == 64
     assert scope["plane"]["center_loss"] == pytest.approx(scope["flat"]["loss"], rel=1e-5)
@@ -73,10 +78,8 @@ def test_analysis_functions_example_runs(tiny_run: Path) -> None:
 @pytest.mark.needs_fmnist
 def test_analyze_example_runs(tiny_run: Path) -> None:
     """The call as written, on the tiny run and with two cheap pieces (the Hessian's are tested in test_analyze)."""
-    page, block = example(ANALYZE)
-    line = 'run_dir, what = "runs/vit_sam", ["hessian", "trace"]'
-    assert line in block
-    scope = run(block.replace(line, f"run_dir, what = {str(tiny_run)!r}, ['norms', 'sparsity']"), page)
+    scope = run_replacing(ANALYZE, 'run_dir, what = "runs/vit_sam", ["hessian", "trace"]',
+                          f"run_dir, what = {str(tiny_run)!r}, ['norms', 'sparsity']")
     assert set(scope["results"]) == {"norms", "sparsity"}
     assert (tiny_run / "analysis" / "norms.json").is_file() and (tiny_run / "analysis" / "sparsity.json").is_file()
 

@@ -18,6 +18,7 @@ def training_seconds(suite: Suite, cells: list[Cell]) -> dict[str, float]:
     Evaluation and analysis are not included; the timing pass includes start-up, so short runs are overestimated.
     """
     speed: dict[tuple[str, ...], float] = {}
+    sizes: dict[str, int] = {}  # training-set size by data config: seeds and settings share one read
     out = {}
     for cell in cells:
         cfg = suite.recipe_of(cell)
@@ -28,7 +29,10 @@ def training_seconds(suite: Suite, cells: list[Cell]) -> dict[str, float]:
                                                            f"train.max_steps_per_epoch={TIMED_STEPS}",
                                                            "train.lambda_max_every=null")))
                 speed[group] = train(short, Path(tmp) / "run", progress=False)["images_per_s"]
-        steps = len(svdata.build_datasets(cfg.data).train) // cfg.data.batch_size
+        data_key = repr(cfg.data)
+        if data_key not in sizes:
+            sizes[data_key] = len(svdata.build_datasets(cfg.data).train)
+        steps = sizes[data_key] // cfg.data.batch_size
         steps = min(steps, cfg.train.max_steps_per_epoch or steps)
         out[cell.key] = cfg.schedule.epochs * steps * cfg.data.batch_size / speed[group]
     return out
