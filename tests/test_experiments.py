@@ -50,10 +50,40 @@ def test_the_grid_is_the_product_of_the_axes_in_order(tmp_path: Path) -> None:
     ({"analysis": ["hessain"]}, "analysis hessain unknown"),
     ({"extra": 1}, "unknown key"),
     ({"recipe": "no_such_recipe.yaml"}, "no_such_recipe.yaml: no such file"),
+    ({"axes": {"modle.name": ["vit_micro"]}}, r"cell modle.name=vit_micro: .*modle"),
+    ({"grids": {"t2": {"modle": ["vit"]}}}, r"grids.t2: 'modle' is not an axis \(setting, seed\)"),
+    ({"grids": {"t2": {"setting": ["sma"]}}}, r"grids.t2.setting: sma not a label of setting \(vanilla, sam\)"),
+    ({"grids": {"t2": {"setting": []}}}, "grids.t2.setting must be a non-empty list"),
+    ({"grids": {"t2": {"analysis": ["hessain"]}}}, "analysis hessain unknown"),
+    ({"analysis_settings": {"sampel": 8}}, "analysis_settings: .*sampel.* \\(known: sample, "),
 ])
 def test_a_bad_suite_is_refused_naming_the_culprit(tmp_path: Path, changes: dict, message: str) -> None:
     with pytest.raises(SuiteError, match=message):
         load_suite(write_suite(tmp_path, **changes))
+
+
+def test_grids_share_their_common_cells_and_keep_the_first_axis_slowest(tmp_path: Path) -> None:
+    suite = load_suite(write_suite(tmp_path, axes={
+        "seed": [0, 1],
+        "model": {"vit": {"model.name": "vit_micro"}, "resnet": {"model.name": "resnet_micro"}},
+        "setting": {"vanilla": {"optim.sam": False}, "sam": {"optim.sam": True}, "aug": {"data.augment": "strong"}},
+        "data.fraction": [0.25, 1.0]},
+        grids={"table2": {"data.fraction": [1.0], "setting": ["vanilla", "sam"], "analysis": ["norms"]},
+               "table4": {"model": ["vit"]}},
+        analysis=["sparsity"], analysis_settings={"sample": 64}))
+    table2, table4 = suite.grid_cells("table2"), suite.grid_cells("table4")
+    assert (len(table2), len(table4)) == (2 * 2 * 2, 2 * 3 * 2)
+    shared = {c.key for c in table2} & {c.key for c in table4}
+    assert shared == {f"seed={s},model=vit,setting={st},data.fraction=1.0" for s in "01" for st in ("vanilla", "sam")}
+    cells = suite.cells()
+    assert len(cells) == len(table2) + len(table4) - len(shared) == len({c.key for c in cells})
+    assert [c.label("seed") for c in cells] == ["0"] * (len(cells) // 2) + ["1"] * (len(cells) // 2)
+    assert cells[0] == table2[0]  # within a seed, the first grid's cells come first
+    vit_table2 = next(c for c in cells if c.key == "seed=0,model=vit,setting=sam,data.fraction=1.0")
+    vit_only4 = next(c for c in cells if c.key == "seed=0,model=vit,setting=aug,data.fraction=0.25")
+    assert suite.analysis_of(vit_table2) == ("sparsity", "norms")
+    assert suite.analysis_of(vit_only4) == ("sparsity",)
+    assert suite.analysis_settings == {"sample": 64}
 
 
 def test_shipped_suites_load_by_name_and_a_missing_one_lists_them() -> None:

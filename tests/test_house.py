@@ -32,7 +32,7 @@ LAYERS = [
     {"runtime"},
     {"analysis", "evaluate"},
     {"train"},
-    {"experiments"},
+    {"experiments", "demo"},
     {"cli"},
 ]
 

@@ -223,7 +223,7 @@ def test_demo_fresh_deletes_only_its_own_runs_and_refuses_stale_reuse(tmp_path: 
 
 
 def test_curve_table_shows_each_runs_peak_and_last_epoch() -> None:
-    from sharpvision.cli import curve_table
+    from sharpvision.demo import curve_table
     text = curve_table({"A": [(2, 0.7), (4, 0.8), (6, 0.6)], "B": [(2, 0.65), (4, 0.75), (6, 0.77)]})
     lines = text.splitlines()
     assert lines[1].split() == ["2", "0.7000", "0.6500"] and lines[3].split() == ["6", "0.6000", "0.7700"]

@@ -1,11 +1,10 @@
-"""``sharpvision`` command line: models, train, eval, analyze, demo."""
+"""``sharpvision`` command line: models, train, eval, analyze, reproduce, report, demo."""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
 import json
-import shutil
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -87,6 +86,19 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    """A suite directory (or run directories) as report.md and one self-contained report.html."""
+    from sharpvision.experiments.report import write_report
+    written = write_report([Path(d) for d in args.dirs], Path(args.out) if args.out else None, args.pair)
+    figures = [p for p in written if p.suffix == ".png"]
+    for path in written:
+        if path.suffix != ".png":
+            print(f"wrote {path}")
+    if figures:
+        print(f"wrote {len(figures)} figures in {figures[0].parent}")
+    return 0
+
+
 def _dry_run(suite: Suite, out: Path, cells: list[Cell]) -> int:
     from sharpvision import experiments
     from sharpvision.experiments.estimate import training_seconds
@@ -100,66 +112,18 @@ def _dry_run(suite: Suite, out: Path, cells: list[Cell]) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    """A small ViT on Fashion-MNIST with and without SAM, then a side-by-side table."""
-    from sharpvision.train import RunDirError, train
+    """A small ViT on Fashion-MNIST with and without SAM, then the tables and one line on what they show."""
+    from sharpvision.demo import run_demo
     out = Path(args.out)
-    runs = {"AdamW": (out / "vit_base", False), "SAM(AdamW)": (out / "vit_sam", True)}
-    if args.fresh:  # only what the demo wrote, never the rest of --out
-        for run_dir, _ in runs.values():
-            shutil.rmtree(run_dir, ignore_errors=True)
-        (out / "demo.json").unlink(missing_ok=True)
-    rows = {}
-    for label, (run_dir, sam) in runs.items():
-        cfg = svconfig.load(args.recipe, [f"optim.sam={str(sam).lower()}", *args.overrides])
-        print(f"== {label}: {cfg.model.name} on {cfg.data.dataset}, {cfg.schedule.epochs} epochs -> {run_dir}"
-              + (" (finished earlier: reused; --fresh retrains)" if (run_dir / "summary.json").exists() else ""))
-        try:  # resume=True: continues an interrupted demo, reuses a finished one only if its recipe matches
-            rows[label] = train(cfg, run_dir, resume=True, progress=not args.quiet)
-        except RunDirError as e:
-            raise RunDirError(f"{e} (or pass --fresh to retrain the demo)") from None
-    table = demo_table(rows)
-    curves = {label: accuracy_curve(run_dir) for label, (run_dir, _) in runs.items()}
+    record = run_demo(args.recipe, list(args.overrides), out, args.fresh, progress=not args.quiet)
     print()
-    print(table)
+    print(record["table"])
     print()
-    print(curve_table(curves))
-    record = {"command": _command(), "recipe": args.recipe, "table": table, "runs": rows, "test_curves": curves}
-    (out / "demo.json").write_text(json.dumps(record, indent=2) + "\n")
+    print(record["curves"])
+    print()
+    print(record["what_it_shows"])
+    (out / "demo.json").write_text(json.dumps({"command": _command(), **record}, indent=2) + "\n")
     return 0
-
-
-def accuracy_curve(run_dir: Path) -> list[tuple[int, float]]:
-    """(epoch, test accuracy) of every evaluated epoch: where a run that memorises its labels peaks and falls."""
-    records = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines() if x.strip()]
-    return [(r["epoch"] + 1, r["test_accuracy"]) for r in records if "train_loss" in r and "test_accuracy" in r]
-
-
-def curve_table(curves: dict[str, list[tuple[int, float]]]) -> str:
-    """Test accuracy per evaluated epoch, side by side, and each run's best epoch against its last."""
-    labels = list(curves)
-    by_epoch = {label: dict(curve) for label, curve in curves.items()}
-    epochs = sorted({e for curve in curves.values() for e, _ in curve})
-    lines = [f"{'epoch':<8}" + "".join(f"{label:>14}" for label in labels)]
-    lines += [f"{e:<8}" + "".join(f"{by_epoch[label].get(e, float('nan')):>14.4f}" for label in labels)
-              for e in epochs]
-    for label, curve in curves.items():
-        best_epoch, best = max(curve, key=lambda point: point[1])
-        lines.append(f"{label}: best test accuracy {best:.4f} at epoch {best_epoch}, last {curve[-1][1]:.4f} "
-                     f"(epoch {curve[-1][0]})")
-    return "\n".join(lines)
-
-
-def demo_table(rows: dict[str, dict]) -> str:
-    cols = [("test accuracy", "test_accuracy", "{:.4f}"), ("final train loss", "train_loss", "{:.4f}"),
-            ("images/s", "images_per_s", "{:.0f}"), ("wall time (s)", "wall_time_s", "{:.0f}")]
-    head = f"{'':<14}" + "".join(f"{name:>18}" for name, _, _ in cols)
-    lines = [head]
-    for label, s in rows.items():
-        lines.append(f"{label:<14}" + "".join(f"{fmt.format(s[key]):>18}" for _, key, fmt in cols))
-    any_row = next(iter(rows.values()))
-    lines.append(f"model {any_row['model']} ({any_row['params']:,} params), device {any_row['device']}, "
-                 f"torch {any_row['torch']}")
-    return "\n".join(lines)
 
 
 def _command() -> str:
@@ -233,6 +197,15 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--partition", help="--submit slurm: the partition")
     r.add_argument("--gpus-per-node", type=int, default=0, help="--submit: GPUs per job")
     r.set_defaults(fn=cmd_reproduce)
+
+    rp = sub.add_parser("report", help="a suite directory or run directories as Markdown and one self-contained "
+                                       "HTML page: sharpvision report runs/suites/paper-tiny")
+    rp.add_argument("dirs", nargs="+", metavar="DIR", help="one suite directory (sharpvision reproduce --out), or "
+                                                          "run directories (sharpvision train --out)")
+    rp.add_argument("--out", help="output folder (default DIR/report for a suite, else ./report)")
+    rp.add_argument("--pair", metavar="MODEL", help="the model label whose loss landscape and attention maps are "
+                                                   "shown, vanilla vs sam (default: the first that has them)")
+    rp.set_defaults(fn=cmd_report)
 
     d = sub.add_parser("demo", help="small ViT on Fashion-MNIST, with and without SAM, side by side (CPU minutes)")
     d.add_argument("overrides", nargs="*", help="dotted overrides applied to both runs")

@@ -268,12 +268,16 @@ def headline(results: dict[str, dict[str, Any]]) -> dict[str, float]:
              "worst_case_sharpness": ("sharpness", "worst_case", "sharpness"),
              "ntk_kappa_at_init": ("ntk", "at_init", "kappa"), "loss": ("flatness", "loss"),
              "loss_under_noise": ("flatness", "mean_loss_noisy"), "active_fraction": ("sparsity", "overall"),
+             "active_fraction_first_block": ("sparsity", "per_block", 0),
              "weight_norm": ("norms", "total")}
     out = {}
     for name, path in picks.items():
         value: Any = results
-        for key in path:
-            value = value.get(key) if isinstance(value, dict) else None
+        for key in path:  # an int picks the n-th entry (blocks keep the model's order)
+            if isinstance(key, int) and isinstance(value, dict):
+                value = list(value.values())[key] if len(value) > key else None
+            else:
+                value = value.get(key) if isinstance(value, dict) else None
         if isinstance(value, (int, float)):
             out[name] = float(value)
     return out

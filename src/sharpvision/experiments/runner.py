@@ -97,11 +97,11 @@ def run_cell(suite: Suite, cell: Cell, folder: Path, retries: int = 1) -> str:
 def _train_and_analyse(suite: Suite, cell: Cell, folder: Path) -> None:
     cfg = suite.recipe_of(cell)
     summary = train(cfg, folder / "run", resume=True, progress=False)
-    analysis = {}
-    if suite.analysis:
+    analysis, pieces_wanted = {}, suite.analysis_of(cell)
+    if pieces_wanted:
         from sharpvision.analysis.run import analyze, headline, load_subject
-        pieces = analyze(load_subject(folder / "run"), list(suite.analysis), folder / "analysis", reuse=True,
-                         progress=lambda _: None)
+        pieces = analyze(load_subject(folder / "run"), list(pieces_wanted), folder / "analysis", reuse=True,
+                         progress=lambda _: None, **suite.analysis_settings)
         analysis = headline(pieces)
     result = {"cell": cell.key, "labels": dict(cell.labels), "overrides": list(cell.overrides),
               "summary": summary or read_summary(folder / "run"), "analysis": analysis,

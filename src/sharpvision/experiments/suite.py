@@ -15,12 +15,24 @@ A suite is YAML (shipped ones in ``configs/suites/``)::
       data.label_noise: [0.0, 0.4]     # a field axis: each value sets that field
       seed: [0, 1, 2]
     analysis: [hessian, sparsity]      # ``sharpvision analyze`` pieces on every finished cell
+    analysis_settings: {sample: 1024}  # how they measure (the ``sharpvision analyze`` flags of the same names)
+
+A suite of several tables names them as ``grids``: each grid picks labels of some axes (an axis it does not name
+contributes all its labels) and may add analysis pieces for its cells. A cell that two grids share is one cell,
+trained once; across grids the first axis still varies slowest (put ``seed`` first and an interrupted suite has
+every table at one seed before any at two)::
+
+    axes: {seed: [0, 1, 2], model: {...}, setting: {...}, data.fraction: [0.25, 1.0]}
+    grids:
+      table2: {model: [vit, resnet], data.fraction: ['1.0'], analysis: [hessian]}
+      table4: {setting: [vanilla, sam]}
 
 Every cell is checked as a recipe when the suite is loaded, so a bad value fails before anything trains.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import re
 from dataclasses import dataclass, field
@@ -58,6 +70,14 @@ class Cell:
 
 
 @dataclass(frozen=True)
+class Grid:
+    """One table of a suite: the labels it keeps per axis (an axis not named keeps all) and its extra analysis."""
+
+    keep: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    analysis: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Suite:
     name: str
     recipe: str
@@ -65,12 +85,33 @@ class Suite:
     axes: dict[str, dict[str, tuple[str, ...]]] = field(default_factory=dict)  # axis -> label -> overrides
     analysis: tuple[str, ...] = ()
     source: dict[str, Any] = field(default_factory=dict)  # the YAML as written, to refuse a changed suite
+    grids: dict[str, Grid] = field(default_factory=dict)  # none: the whole product of the axes is one grid
+    analysis_settings: dict[str, Any] = field(default_factory=dict)  # analysis.run.Settings fields
 
     def cells(self) -> list[Cell]:
-        """The grid in a fixed order (the first axis varies slowest)."""
+        """Every grid's cells once, in a fixed order: the first axis varies slowest, then grid by grid."""
+        seen: dict[str, Cell] = {}
+        for grid in self.grids.values() or [Grid()]:
+            for cell in self._product(grid):
+                seen.setdefault(cell.key, cell)
+        first = list(self.axes[next(iter(self.axes))]) if self.axes else []
+        return sorted(seen.values(), key=lambda c: first.index(c.labels[0][1]))  # stable: grid order kept
+
+    def grid_cells(self, grid: str) -> list[Cell]:
+        """The cells of one named grid (one table)."""
+        return self._product(self.grids[grid])
+
+    def analysis_of(self, cell: Cell) -> tuple[str, ...]:
+        """The suite's analysis pieces plus those of every grid the cell belongs to, each once."""
+        extra = [p for name, g in self.grids.items() if g.analysis and cell in self.grid_cells(name)
+                 for p in g.analysis]
+        return tuple(dict.fromkeys([*self.analysis, *extra]))
+
+    def _product(self, grid: Grid) -> list[Cell]:
         names = list(self.axes)
+        kept = [[(label, self.axes[a][label]) for label in grid.keep.get(a, self.axes[a])] for a in names]
         out = []
-        for combo in itertools.product(*(self.axes[a].items() for a in names)):
+        for combo in itertools.product(*kept):
             labels = tuple((axis, label) for axis, (label, _) in zip(names, combo))
             overrides = self.overrides + tuple(o for _, (_, sets) in zip(names, combo) for o in sets)
             out.append(Cell(labels, overrides))
@@ -90,16 +131,20 @@ def load_suite(path: str | Path) -> Suite:
         raise SuiteError(f"suite {path}: cannot be read ({e})") from None
     if not isinstance(data, dict):
         raise SuiteError(f"suite {path}: expected a mapping with name, recipe and axes")
-    unknown = sorted(set(data) - {"name", "recipe", "overrides", "axes", "analysis"})
+    unknown = sorted(set(data) - {"name", "recipe", "overrides", "axes", "analysis", "grids",
+                                 "analysis_settings"})
     if unknown:
         raise SuiteError(f"suite {path}: unknown key(s) {', '.join(unknown)}; expected name, recipe, overrides, "
-                         "axes, analysis")
+                         "axes, analysis, analysis_settings, grids")
     for key in ("name", "recipe"):
         if not isinstance(data.get(key), str) or not data[key].strip():
             raise SuiteError(f"suite {path}: {key} must be a non-empty string")
+    axes = {axis: _axis(path, axis, values) for axis, values in _mapping(path, "axes", data.get("axes"))}
+    grids = {name: _grid(path, name, spec, axes) for name, spec in _mapping(path, "grids", data["grids"])} \
+        if "grids" in data else {}
     suite = Suite(data["name"], data["recipe"], tuple(_strings(path, "overrides", data.get("overrides", []))),
-                  {axis: _axis(path, axis, values) for axis, values in _mapping(path, "axes", data.get("axes"))},
-                  tuple(_strings(path, "analysis", data.get("analysis", []))), data)
+                  axes, tuple(_strings(path, "analysis", data.get("analysis", []))), data, grids,
+                  _analysis_settings(path, data.get("analysis_settings", {})))
     _check(path, suite)
     return suite
 
@@ -167,6 +212,38 @@ def _axis(path: Path, axis: str, values: Any) -> dict[str, tuple[str, ...]]:
     raise SuiteError(f"suite {path}: axes.{axis} must be a non-empty list of values or a mapping of labels")
 
 
+def _grid(path: Path, name: str, spec: Any, axes: dict[str, dict[str, tuple[str, ...]]]) -> Grid:
+    """A grid's kept labels per axis (each must be a label of that axis) and its analysis pieces."""
+    if not isinstance(spec, dict):
+        raise SuiteError(f"suite {path}: grids.{name} must map axes to the labels it keeps, e.g. {{model: [vit]}}")
+    keep = {}
+    for axis, labels in spec.items():
+        if axis == "analysis":
+            continue
+        if axis not in axes:
+            raise SuiteError(f"suite {path}: grids.{name}: {axis!r} is not an axis ({', '.join(axes)})")
+        if not isinstance(labels, list) or not labels:
+            raise SuiteError(f"suite {path}: grids.{name}.{axis} must be a non-empty list of labels")
+        missing = [_text(v) for v in labels if _text(v) not in axes[axis]]
+        if missing:
+            raise SuiteError(f"suite {path}: grids.{name}.{axis}: {', '.join(missing)} not a label of {axis} "
+                             f"({', '.join(axes[axis])})")
+        keep[axis] = tuple(_text(v) for v in labels)
+    return Grid(keep, tuple(_strings(path, f"grids.{name}.analysis", spec.get("analysis", []))))
+
+
+def _analysis_settings(path: Path, value: Any) -> dict[str, Any]:
+    from sharpvision.analysis.run import Settings
+    if not isinstance(value, dict):
+        raise SuiteError(f"suite {path}: analysis_settings must be a mapping such as {{sample: 1024}}")
+    try:
+        Settings(**value)
+    except TypeError as e:
+        known = ", ".join(f.name for f in dataclasses.fields(Settings))
+        raise SuiteError(f"suite {path}: analysis_settings: {e} (known: {known})") from None
+    return dict(value)
+
+
 def _text(value: Any) -> str:
     """A YAML value as override text that parses back to the same value."""
     return yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
@@ -174,7 +251,7 @@ def _text(value: Any) -> str:
 
 def _check(path: Path, suite: Suite) -> None:
     from sharpvision.analysis.run import PIECES  # the analysis stack loads only when a suite is checked
-    bad = [p for p in suite.analysis if p not in PIECES]
+    bad = [p for p in (*suite.analysis, *(p for g in suite.grids.values() for p in g.analysis)) if p not in PIECES]
     if bad:
         raise SuiteError(f"suite {path}: analysis {', '.join(bad)} unknown; choose from {', '.join(PIECES)}")
     for cell in suite.cells():

@@ -1,0 +1,101 @@
+"""What a report is made of: a flat list of blocks (headings, text, tables, figures), how its numbers are written
+and what each number means. The same blocks become Markdown and HTML (report_render), so the two never disagree."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Heading:
+    text: str
+    level: int = 2
+    id: str = ""  # an anchor (``id="claims"``) for links and for checking the page
+
+
+@dataclass(frozen=True)
+class Text:
+    text: str
+
+
+@dataclass(frozen=True)
+class Code:
+    """Commands a reader can paste."""
+
+    lines: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Table:
+    header: tuple[str, ...]
+    rows: tuple[tuple[str, ...], ...]
+    id: str = ""
+    caption: str = ""
+    badge: int | None = None  # the column drawn as a coloured badge in HTML (a verdict)
+
+
+@dataclass(frozen=True)
+class Figure:
+    """A PNG in the report's ``figures/`` folder, by name, and what it shows."""
+
+    name: str
+    caption: str
+
+
+@dataclass(frozen=True)
+class Terms:
+    """A glossary: (term, meaning) pairs."""
+
+    items: tuple[tuple[str, str], ...]
+
+
+Block = Heading | Text | Code | Table | Figure | Terms
+
+# every number a report can show, in one line each
+GLOSSARY: dict[str, str] = {
+    "test_accuracy": "top-1 accuracy on the test set after the last epoch",
+    "train_accuracy": "top-1 accuracy on the training batches during the last epoch (augmented, as trained)",
+    "best_val_accuracy": "the highest validation accuracy over the epochs (held-out part of the training set)",
+    "val_accuracy": "top-1 accuracy on the validation split after the last epoch",
+    "test_loss": "cross-entropy on the test set after the last epoch",
+    "train_loss": "mean training loss of the last epoch",
+    "lambda_max": "top eigenvalue of the training-loss Hessian on a fixed sample; lower = flatter",
+    "trace": "trace of the training-loss Hessian (Hutch++ estimate): the total curvature; lower = flatter",
+    "ntk_kappa_at_init": "condition number of the neural tangent kernel at initialisation; higher = harder to "
+                         "train (Chen et al. relate it to how much a model needs SAM)",
+    "loss": "training loss at the final weights on the analysis sample",
+    "loss_under_noise": "mean training loss after Gaussian noise (sigma 0.01) is added to every weight, over 20 "
+                        "draws; close to loss = flat",
+    "active_fraction_first_block": "fraction of the first block's neurons that are active (> 0 after the "
+                                   "activation) on the analysis sample; lower = sparser",
+    "images_per_s": "training throughput",
+    "wall_time_s": "seconds from the first training step to the end of training",
+    "n": "the number of runs (seeds) a mean and its sample standard deviation are taken over",
+}
+
+
+def percent(value: float) -> str:
+    return f"{100 * value:.1f}"
+
+
+def number(value: float) -> str:
+    return f"{value:.4g}"
+
+
+def mean_std(stats: dict[str, float], scale: float = 1.0) -> str:
+    """``mean ± std (n=k)``, the std being the sample standard deviation over seeds; a lone run has none."""
+    if scale == 100:
+        mean, std = percent(stats["mean"]), percent(stats["std"])
+    else:
+        mean, std = number(stats["mean"]), f"{stats['std']:.2g}"
+    return f"{mean} ± {std} (n={stats['n']})" if stats["n"] > 1 else f"{mean} (n={stats['n']})"
+
+
+def glossary(names: list[str]) -> list[Block]:
+    """The glossary section for the numbers a report shows, in the glossary's order."""
+    items = tuple((name, meaning) for name, meaning in GLOSSARY.items() if name in names)
+    return [Heading("Glossary", id="glossary"), Terms(items)]
+
+
+def figure_names(blocks: list[Block]) -> list[str]:
+    return [b.name for b in blocks if isinstance(b, Figure)]
