@@ -129,19 +129,12 @@ def span(values: list[float], fmt: str = ".2f") -> str:
 
 @renders("demo")
 def demo(path: Path) -> str:
+    """benchmarks/demo_record.py: the demo's table, its test-accuracy curves and its own what-it-shows line."""
     d = load(path)
-    base, sam = d["runs"]["AdamW"], d["runs"]["SAM(AdamW)"]
-    minutes, seconds = divmod(round(d["make_demo_real_time_s"]), 60)
-
-    def gap(run: dict[str, Any]) -> str:
-        return f"{100 * (run['train_accuracy'] - run['test_accuracy']):.1f}"
-
-    notes = paragraph(
-        f"Train accuracy: AdamW {100 * base['train_accuracy']:.1f}%, SAM {100 * sam['train_accuracy']:.1f}%. "
-        f"Train-test gap: AdamW {gap(base)} points, SAM {gap(sam)}. SAM trains at "
-        f"{sam['images_per_s'] / base['images_per_s']:.2f}x AdamW's images/s. The whole command took {minutes} min "
-        f"{seconds} s.")
-    return f"```\n{d['table']}\n```\n\n{notes}\n\n" + source(path, d["command"], d["machine"], base["torch"])
+    minutes, seconds = divmod(round(d["demo_wall_time_s"]), 60)
+    notes = paragraph(f"{d['what_it_shows']} The whole command took {minutes} min {seconds} s.")
+    return (f"```\n{d['table']}\n```\n\nTest accuracy per evaluated epoch:\n\n```\n{d['curves']}\n```\n\n{notes}\n\n"
+            + source(path, d["command"], d["device"], d["versions"]["torch"]))
 
 
 def _overhead_label(setting: str, k: int) -> str:
@@ -321,6 +314,23 @@ def suite(path: Path) -> str:
                      "over seeds (n - 1), n cells per row. Best validation accuracy reached at: " + "; ".join(best)
                      + ".")
     return f"{table(['cells', 'n', *[label for _, label in names]], rows)}\n\n{note}\n\n{standard_source(path, d)}"
+
+
+@renders("paper_cpu")
+def paper_cpu(path: Path) -> str:
+    """The paper-cpu suite's claims (its report's claims.json) and how far the suite has run."""
+    claims = load(path / "report" / "claims.json")
+    results = load(path / "results.json")
+    rows = [[c["claim"], c.get("ours", c.get("why", "")).replace("|", "/"), f"**{c['verdict']}**"]
+            for c in claims["claims"]]
+    seeds = sorted({cell["labels"]["seed"] for cell in results["cells"].values()})
+    note = paragraph(f"{results['cells_done']} of {results['cells_total']} cells done (seeds with a finished cell: "
+                     f"{', '.join(seeds)}); each comparison is mean +- std (n) over seeds. Rule: {claims['rule']}")
+    summary = load(sorted((path / "cells").glob("*/result.json"))[0])["summary"]
+    cmd = "sharpvision reproduce paper-cpu --out benchmarks/results/paper_cpu && sharpvision report " \
+          "benchmarks/results/paper_cpu"
+    return f"{table(['claim', 'ours', 'verdict'], rows)}\n\n{note}\n\n" + source(path, cmd, summary["device"],
+                                                                                summary["torch"])
 
 
 @renders("checkpoint_cost")

@@ -19,6 +19,7 @@ SUITES = CONFIGS / "suites"  # experiment suites (grids of runs over a recipe), 
 RECIPES = sorted(p for p in CONFIGS.rglob("*.yaml") if SUITES not in p.parents)
 TINY = CONFIGS / "tiny.yaml"
 DEMO = CONFIGS / "demo.yaml"
+MICRO = CONFIGS / "micro.yaml"
 
 # The Debian package dataset-fashion-mnist (``make setup`` installs it); all four files, as training needs them.
 FMNIST = Path("/usr/share/datasets/fashion-mnist")

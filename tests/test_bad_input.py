@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 import torch
 from helpers import (
-    DEMO,
     FAST,
     FMNIST,
     HAVE_FMNIST,
+    MICRO,
     NO_FMNIST,
     ONE_EPOCH,
     TEST_IMAGES,
@@ -549,8 +549,8 @@ RUN_DIR = [
                  ["schedule.epochs (1 -> 2)"], id="resume-more-epochs"),
     pytest.param(["train", TINY, "--out", "{run}", "--quiet", "--resume", *ONE_EPOCH, "model.name=mixer_micro"],
                  ["model.name ('vit_micro' -> 'mixer_micro')"], id="resume-other-model"),
-    pytest.param(["train", DEMO, "--out", "{run}", "--quiet", "--resume", *ONE_EPOCH],
-                 ["--resume: the recipe differs", "name ('tiny' -> 'demo')"], id="resume-other-recipe-file"),
+    pytest.param(["train", MICRO, "--out", "{run}", "--quiet", "--resume", *ONE_EPOCH],
+                 ["--resume: the recipe differs", "name ('tiny' -> 'micro')"], id="resume-other-recipe-file"),
     pytest.param(["train", TINY, *ONE_EPOCH, "optim.rho", "--out", "{run}", "--quiet", "--resume"],
                  ["override 'optim.rho': expected key=value"], id="resume-malformed-override"),
     pytest.param(["train", TINY, "--out", "{run}", "--quiet", "--resume", *ONE_EPOCH, "optim.rho=-1"],

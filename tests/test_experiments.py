@@ -208,3 +208,32 @@ def test_dry_run_times_each_setup_once_and_lists_every_cell(tmp_path: Path, caps
     out = capsys.readouterr().out.splitlines()
     assert [line.split()[:2] for line in out[:4]] == [[c.key, "todo"] for c in suite.cells()]
     assert out[-1].startswith("4 cells, about ") and "timed passes of 2 setups" in out[-1]
+
+
+def test_cell_metrics_take_lambda_max_from_the_analysis_else_from_training() -> None:
+    from sharpvision.experiments.aggregate import cell_metrics
+    curve = [{"epoch": 0, "val_accuracy": 0.5, "lambda_max": 90.0},
+             {"epoch": 1, "val_accuracy": 0.7, "lambda_max": 40.0}]
+    result = {"summary": {"test_accuracy": 0.8, "model": "vit_micro"}, "curve": curve}
+    assert cell_metrics(result) == {"test_accuracy": 0.8, "lambda_max": 40.0, "best_val_accuracy": 0.7}
+    assert cell_metrics(result | {"analysis": {"lambda_max": 12.5}})["lambda_max"] == 12.5
+
+
+@pytest.mark.parametrize("name", ["paper-cpu", "paper-gpu"])
+def test_the_paper_suites_give_every_claim_its_runs(name: str) -> None:
+    """Once every cell of a shipped paper suite has finished, every claim is judged: none is 'not measured' except
+    the one whose evaluation has not landed. The claims look cells up by label, so this checks the suite's labels,
+    grids and per-grid analysis against what each claim reads."""
+    from sharpvision.experiments import claims
+    suite = load_suite(name)
+    produces = {"ntk": "ntk_kappa_at_init", "sparsity": "active_fraction_first_block"}
+    cells = {}
+    for cell in suite.cells():
+        seed = int(cell.label("seed"))
+        metrics = {"test_accuracy": 0.8 + 0.01 * seed, "lambda_max": 10.0 + seed}
+        metrics |= {produces[p]: 1.0 + seed for p in suite.analysis_of(cell) if p in produces}
+        cells[cell.key] = {"labels": dict(cell.labels), "metrics": metrics}
+    results = {"suite": name, "axes": {a: list(v) for a, v in suite.axes.items()}, "cells": cells}
+    verdicts = {c["id"]: c for c in claims.evaluate(results)["claims"]}
+    unmeasured = {k: c.get("why") for k, c in verdicts.items() if c["verdict"] == "not measured"}
+    assert unmeasured == {"corruption_gain": "needs the corruption evaluation (issue 14)"}

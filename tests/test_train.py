@@ -205,7 +205,7 @@ def test_diverged_weights_are_never_checkpointed(tmp_path: Path, monkeypatch) ->
 
 def test_demo_fresh_deletes_only_its_own_runs_and_refuses_stale_reuse(tmp_path: Path, capsys) -> None:
     small = ["--quiet", "data.fraction=0.02", "schedule.epochs=1", "train.max_steps_per_epoch=2",
-             "data.subset_test=200"]
+             "data.subset_test=200", "train.lambda_max_sample=64", "schedule.warmup_epochs=0"]
     (tmp_path / "my_notes.txt").write_text("precious")
     assert main(["demo", "--out", str(tmp_path), *small]) == 0
     assert main(["demo", "--out", str(tmp_path), "--fresh", *small]) == 0
@@ -217,6 +217,10 @@ def test_demo_fresh_deletes_only_its_own_runs_and_refuses_stale_reuse(tmp_path: 
     out = capsys.readouterr().out
     assert ["epoch", "AdamW", "SAM(AdamW)"] in [line.split() for line in out.splitlines()]
     assert "AdamW: best test accuracy" in out
+    for label in ("AdamW", "SAM(AdamW)"):  # the demo recipe measures lambda_max; with one epoch, once at the end
+        (point,) = record["lambda_max"][label]
+        assert point[0] == 1 and point[1] == record["runs"][label]["lambda_max"] > 0
+    assert record["what_it_shows"] in out and "One seed and one regime" in record["what_it_shows"]
     assert main(["demo", "--out", str(tmp_path), *small, "optim.rho=0.5"]) == 2  # not the table of rho 0.05
     err = capsys.readouterr().err
     assert "optim.rho (0.05 -> 0.5)" in err and "pass --fresh" in err

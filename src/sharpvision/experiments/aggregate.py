@@ -14,10 +14,17 @@ METRICS = ("test_accuracy", "test_loss", "train_accuracy", "train_loss", "val_ac
 
 
 def cell_metrics(result: dict[str, Any]) -> dict[str, float]:
-    """The numbers of one cell: its summary's headline figures, its analysis, and its best validation accuracy."""
+    """The numbers of one cell: its summary's headline figures, its analysis, and its best validation accuracy.
+
+    lambda_max is the analysis piece's when the cell has one, else the last one the training loop measured
+    (``train.lambda_max_every``: a looser tolerance on the recipe's fixed sample).
+    """
     summary = result["summary"]
     out = {k: float(summary[k]) for k in METRICS if isinstance(summary.get(k), (int, float))}
     out |= {k: float(v) for k, v in result.get("analysis", {}).items()}
+    measured = [r["lambda_max"] for r in result.get("curve", []) if "lambda_max" in r]
+    if measured:
+        out.setdefault("lambda_max", float(measured[-1]))
     val = [r["val_accuracy"] for r in result.get("curve", []) if "val_accuracy" in r]
     if val:
         out["best_val_accuracy"] = max(val)

@@ -224,11 +224,12 @@ def _grid(path: Path, name: str, spec: Any, axes: dict[str, dict[str, tuple[str,
             raise SuiteError(f"suite {path}: grids.{name}: {axis!r} is not an axis ({', '.join(axes)})")
         if not isinstance(labels, list) or not labels:
             raise SuiteError(f"suite {path}: grids.{name}.{axis} must be a non-empty list of labels")
-        missing = [_text(v) for v in labels if _text(v) not in axes[axis]]
+        labels = [v if isinstance(v, str) else _text(v) for v in labels]  # '0.04' and 0.04 name one label
+        missing = [v for v in labels if v not in axes[axis]]
         if missing:
             raise SuiteError(f"suite {path}: grids.{name}.{axis}: {', '.join(missing)} not a label of {axis} "
                              f"({', '.join(axes[axis])})")
-        keep[axis] = tuple(_text(v) for v in labels)
+        keep[axis] = tuple(labels)
     return Grid(keep, tuple(_strings(path, f"grids.{name}.analysis", spec.get("analysis", []))))
 
 

@@ -244,6 +244,7 @@ def _summary(s: Session, last: dict[str, Any]) -> dict[str, Any]:
         **{k: v for k, v in last.items() if k.startswith(("test_", "val_", "ema_test_"))},
         "train_loss": last["train_loss"],
         "train_accuracy": last["train_accuracy"],
+        **({"lambda_max": last["lambda_max"]} if "lambda_max" in last else {}),  # train.lambda_max_every, last epoch
         "images_per_s": state.train_images / max(state.train_time_s, 1e-9),
         "flops_per_image": rt.flops_per_image,  # one training forward + backward
         "tflops_per_s": flops_per_s / 1e12,
