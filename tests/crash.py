@@ -9,6 +9,8 @@ POINT is where the N-th occurrence kills the process (no cleanup, no ``finally``
 - ``state``: inside the N-th checkpoint, after ``state.pt`` is written, before the manifest;
 - ``rename``: after the N-th checkpoint folder is renamed into place, before ``latest`` points to it;
 - ``latest``: after the N-th ``latest`` update, before old checkpoints are pruned.
+
+Under torchrun, ``POINT:N@R`` kills only rank R; a worker restarted by torchrun (``--max-restarts``) runs clean.
 """
 
 from __future__ import annotations
@@ -94,5 +96,8 @@ def install(point: str, n: int) -> None:
 
 if __name__ == "__main__":
     where, count = sys.argv[1].split(":")
-    install(where, int(count))
+    count, _, rank = count.partition("@")
+    first_attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") == "0"
+    if first_attempt and rank in ("", os.environ.get("RANK", "0")):
+        install(where, int(count))
     raise SystemExit(main(sys.argv[2:]))

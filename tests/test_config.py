@@ -104,6 +104,7 @@ def test_defaults_and_overrides(tmp_path: Path) -> None:
     (["data.dataset=folder"], "data.root: dataset 'folder' needs data.root"),
     (["schedule.warmup_epochs=20", "schedule.epochs=10"], "schedule.warmup_epochs: 20.0 is out of range"),
     (["train.precision=fp16"], "train.precision: 'fp16' is refused: fp16 needs a GradScaler"),
+    (["train.dist_timeout_s=0"], "train.dist_timeout_s: 0.0 is out of range"),
     (["seed=-1"], "seed: -1 is out of range"),
     (["seed=99999999999"], "seed: 99999999999 is out of range"),
     (["data.seed=-2"], "data.seed: -2 is out of range"),

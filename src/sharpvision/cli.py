@@ -30,8 +30,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from sharpvision.train import distributed, train
     cfg = svconfig.load(args.recipe, args.overrides)  # checked before any process group exists
     out = Path(args.out) if args.out else Path("runs") / cfg.name
-    summary = train(cfg, out, resume=args.resume, stop_after_epoch=args.stop_after_epoch,
-                    progress=not args.quiet)
+    resume = args.resume or distributed.restarted()  # torchrun --max-restarts: carry on from the last checkpoint
+    summary = train(cfg, out, resume=resume, stop_after_epoch=args.stop_after_epoch, progress=not args.quiet)
     if distributed.launched_rank() == 0:  # under torchrun, one summary, from rank 0
         print(json.dumps(summary, indent=2))
     return 0

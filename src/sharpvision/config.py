@@ -171,6 +171,8 @@ class TrainConfig:
     lambda_max_sample: int = 512  # fixed training examples (no augmentation) for that estimate
     checkpoint_every: int | None = None  # also checkpoint every this many steps inside an epoch; null: epoch ends only
     keep_checkpoints: int = 2  # newest checkpoints kept in the run directory (older ones are deleted)
+    dist_timeout_s: float = 1800.0  # under torchrun: longest wait to join the group or in a collective; a worker
+    #   that waits longer fails, and torchrun --max-restarts starts the group again (which then resumes)
 
     def check(self) -> None:
         if self.precision == "fp16":
@@ -186,6 +188,7 @@ class TrainConfig:
         if self.peak_tflops is not None:
             _range("train.peak_tflops", self.peak_tflops, 0.0, None, lo_open=True)
         _range("train.keep_checkpoints", self.keep_checkpoints, 1, None)
+        _range("train.dist_timeout_s", self.dist_timeout_s, 0.0, None, lo_open=True)
         if self.threads is not None:
             _range("train.threads", self.threads, 1, MAX_THREADS)
         for name in ("max_steps_per_epoch", "lambda_max_every", "checkpoint_every"):

@@ -11,6 +11,7 @@ import os
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from datetime import timedelta
 from functools import partial
 
 import torch
@@ -47,10 +48,17 @@ def launched_rank() -> int:
     return int(os.environ["RANK"]) if launched() else 0
 
 
-def setup(device_kind: str) -> Dist:
+def restarted() -> bool:
+    """Whether torchrun restarted this worker after a failure (``--max-restarts``): it should resume, not start."""
+    return int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")) > 0
+
+
+def setup(device_kind: str, timeout_s: float = 1800.0) -> Dist:
     """Join the process group when launched by torchrun (reusing one the caller already made); else one process.
 
     ``device_kind`` ('cpu' or 'cuda') picks the backend and, on CUDA, binds this process to GPU LOCAL_RANK.
+    ``timeout_s`` bounds joining and every collective: after a torchrun restart, gloo's connect can wait for a peer
+    of the failed round that never answers, and a bounded wait turns that hang into a failure torchrun retries.
     """
     if not launched():
         return Dist()
@@ -63,7 +71,7 @@ def setup(device_kind: str) -> Dist:
         torch.cuda.set_device(local_rank)
     owns = not dist.is_initialized()
     if owns:
-        dist.init_process_group("nccl" if device_kind == "cuda" else "gloo")
+        dist.init_process_group("nccl" if device_kind == "cuda" else "gloo", timeout=timedelta(seconds=timeout_s))
     return Dist(rank, world, local_rank, active=True, owns_group=owns)
 
 
@@ -141,5 +149,5 @@ def rank_seed(seed: int, rank: int) -> int:
     return (seed + 1_000_003 * rank) % 2**32
 
 
-__all__ = ["Dist", "broadcast_buffers", "gather", "launched", "launched_rank", "mean_over_group", "rank_seed", "setup",
-           "perturbation_groups", "shutdown", "sum_all"]
+__all__ = ["Dist", "broadcast_buffers", "gather", "launched", "launched_rank", "mean_over_group",
+           "perturbation_groups", "rank_seed", "restarted", "setup", "shutdown", "sum_all"]

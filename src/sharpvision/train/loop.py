@@ -43,7 +43,7 @@ def train(cfg: Config, out_dir: str | Path, resume: bool = False, stop_after_epo
     worker calls this; rank 0 writes the run directory.
     """
     rt = Runtime.from_config(cfg)
-    d = distributed.setup(rt.device.type)
+    d = distributed.setup(rt.device.type, cfg.train.dist_timeout_s)
     if rt.device.type == "cuda":
         rt.device = torch.device("cuda", d.local_rank)
     with threads(cfg.train.threads):

@@ -32,7 +32,7 @@ from sharpvision.errors import SharpvisionError
 
 # fields a resumed run may change: where the data lives and how the run is observed, not what it computes
 RESUME_MAY_CHANGE = ("data.root", "data.num_workers", "train.threads", "train.log_every", "train.checkpoint_every",
-                     "train.keep_checkpoints")
+                     "train.keep_checkpoints", "train.dist_timeout_s")
 
 
 class RunDirError(SharpvisionError, RuntimeError):
