@@ -13,6 +13,9 @@ from pathlib import Path
 import yaml
 from common import provenance, write_result
 
+from sharpvision.experiments import load_suite
+from sharpvision.experiments.aggregate import aggregate
+
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -20,7 +23,8 @@ def main() -> None:
     p.add_argument("suite_dir", type=Path, help="its --out folder")
     p.add_argument("name", help="result name, e.g. suite_pilot_noise_cpu")
     args = p.parse_args()
-    results = json.loads((args.suite_dir / "results.json").read_text())
+    # the aggregate of the cells finished so far (results.json is written only when a reproduce call ends)
+    results = aggregate(load_suite(args.suite_dir / "suite.yaml"), args.suite_dir)
     cells = sorted((args.suite_dir / "cells").glob("*/result.json"))
     curves = {json.loads(c.read_text())["cell"]: json.loads(c.read_text())["curve"] for c in cells}
     device = json.loads(cells[0].read_text())["summary"]["device"] if cells else "none"
