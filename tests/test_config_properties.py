@@ -101,6 +101,7 @@ INDEPENDENT = {
     "train.lambda_max_sample": COUNT,
     "train.checkpoint_every": st.none() | COUNT,
     "train.keep_checkpoints": st.integers(1, 100),
+    "train.dist_timeout_s": POSITIVE,
 }
 INDEPENDENT = {key: strategy for key, strategy in INDEPENDENT.items() if exists(key)}
 
@@ -285,6 +286,7 @@ RANGES = {
     "train.label_smoothing": (0.0, 1.0, False, True, {}),
     "train.ema_decay": (0.0, 1.0, True, True, {}),
     "train.peak_tflops": (0.0, None, True, False, {}),
+    "train.dist_timeout_s": (0.0, None, True, False, {}),
 }
 
 
