@@ -31,13 +31,18 @@ def cell_metrics(result: dict[str, Any]) -> dict[str, float]:
     return out
 
 
-def aggregate(suite: Suite, out: Path) -> dict[str, Any]:
-    """``cells``: key -> labels and metrics; ``groups``: the cells that differ only in seed, mean +- std, n."""
+def aggregate(suite: Suite, out: Path, loaded: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+    """``cells``: key -> labels and metrics; ``groups``: the cells that differ only in seed, mean +- std, n.
+
+    ``loaded``: the finished cells' result.json by cell key, when the caller has read them already.
+    """
     cells = {}
     for cell in suite.cells():
         path = out / "cells" / cell.folder / "result.json"
-        if path.exists():
-            cells[cell.key] = {"labels": dict(cell.labels), "metrics": cell_metrics(json.loads(path.read_text()))}
+        result = loaded.get(cell.key) if loaded is not None else \
+            json.loads(path.read_text()) if path.exists() else None
+        if result is not None:
+            cells[cell.key] = {"labels": dict(cell.labels), "metrics": cell_metrics(result)}
     groups: dict[str, dict[str, Any]] = {}
     for cell in cells.values():
         labels = {a: v for a, v in cell["labels"].items() if a != "seed"}

@@ -61,17 +61,19 @@ class SuiteDir:
     suite: Suite
     finished: list[Finished]
     results: dict[str, Any]  # the aggregate, recomputed from the cells (results.json may be older)
+    loaded: dict[str, dict[str, Any]]  # each finished cell's result.json by cell key, read once
 
 
 def load(root: Path) -> SuiteDir:
     """The suite saved in ``root`` and its finished cells, in the suite's order."""
     suite = load_suite(root / "suite.yaml")
-    finished = []
+    finished, loaded = [], {}
     for cell in suite.cells():
         folder = root / "cells" / cell.folder
         if (folder / "result.json").is_file():
-            finished.append(Finished(dict(cell.labels), json.loads((folder / "result.json").read_text()), folder))
-    return SuiteDir(root, suite, finished, aggregate(suite, root))
+            loaded[cell.key] = json.loads((folder / "result.json").read_text())
+            finished.append(Finished(dict(cell.labels), loaded[cell.key], folder))
+    return SuiteDir(root, suite, finished, aggregate(suite, root, loaded), loaded)
 
 
 def pair_models(data: SuiteDir) -> list[str]:
@@ -127,7 +129,7 @@ def _tables(data: SuiteDir) -> list[Block]:
                              "paper (ImageNet): Chen et al. 2022, Tables 1-2, for the model family at the same "
                              "setting (ImageNet at 224 px: a scale reference, not a target).")]
     for name, one_grid in grids.items():
-        table = _table(data, list(aggregate(one_grid, data.root)["groups"].values()))
+        table = _table(data, list(aggregate(one_grid, data.root, data.loaded)["groups"].values()))
         out += [Heading(name.capitalize(), 3), table if table else Text("No cell of this grid has finished.")]
     return out
 
