@@ -571,6 +571,14 @@ RUN_DIR = [
                  id="eval-other-model"),
     pytest.param(["analyze", "{run}", "--what", "bogus"], ["--what: unknown piece(s) bogus"],
                  id="analyze-unknown-piece"),
+    pytest.param(["eval", "{run}", "--attack", "pgd", "--eps", "-0.1", "--subset", "8"],
+                 ["attack eps must be >= 0", "-0.1"], id="eval-negative-eps"),
+    pytest.param(["eval", "{run}", "--attack", "pgd", "--eps", "0.1,abc"], ["--eps: '0.1,abc' is not"],
+                 id="eval-eps-not-numbers"),
+    pytest.param(["eval", "{run}", "--attack", "pgd"], ["--eps: give at least one value"], id="eval-attack-no-eps"),
+    pytest.param(["eval", "{run}", "--eps", "0.1"], ["--eps needs --attack"], id="eval-eps-without-attack"),
+    pytest.param(["eval", "{run}", "--attack", "cw", "--eps", "0.1"], ["--attack", "invalid choice: 'cw'"],
+                 id="eval-unknown-attack"),
 ]
 
 

@@ -102,6 +102,11 @@ INDEPENDENT = {
     "train.checkpoint_every": st.none() | COUNT,
     "train.keep_checkpoints": st.integers(1, 100),
     "train.dist_timeout_s": POSITIVE,
+    "adv.eps": NONNEG,
+    "adv.norm": st.sampled_from(choices("adv.norm")),
+    "adv.steps": COUNT,
+    "adv.alpha": st.none() | POSITIVE,
+    "adv.random_start": st.booleans(),
 }
 INDEPENDENT = {key: strategy for key, strategy in INDEPENDENT.items() if exists(key)}
 
@@ -136,6 +141,7 @@ def valid_dicts(draw) -> dict:
     epochs = draw(st.integers(1, 1000))
     dataset = draw(st.sampled_from(choices("data.dataset")))
     root = draw(st.none() | TEXT)
+    mixes = flat["data.augment"] == "strong" and (flat["data.mixup"] > 0 or flat["data.cutmix"] > 0)
     flat |= {
         "optim.name": name,
         "optim.nesterov": draw(st.booleans()) if name == "sgd" else False,
@@ -152,6 +158,7 @@ def valid_dicts(draw) -> dict:
         "data.root": root if root or dataset != "folder" else "/data/imagenet",
         "schedule.epochs": epochs,
         "schedule.warmup_epochs": draw(st.floats(0, epochs)),
+        "adv.method": "none" if mixes else draw(st.sampled_from(choices("adv.method"))),  # no attack on mixed batches
     }
     return nest({key: value for key, value in flat.items() if exists(key)})
 
@@ -287,6 +294,8 @@ RANGES = {
     "train.ema_decay": (0.0, 1.0, True, True, {}),
     "train.peak_tflops": (0.0, None, True, False, {}),
     "train.dist_timeout_s": (0.0, None, True, False, {}),
+    "adv.eps": (0.0, None, False, False, {}),
+    "adv.alpha": (0.0, None, True, False, {}),
 }
 
 
@@ -369,6 +378,7 @@ INT_RANGES = {
     "train.threads": (1, MAX_THREADS, {}),
     "train.lambda_max_every": (1, None, {}),
     "train.checkpoint_every": (1, None, {}),
+    "adv.steps": (1, None, {}),
 }
 INT_RANGES = {key: spec for key, spec in INT_RANGES.items() if exists(key)}
 

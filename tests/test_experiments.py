@@ -219,7 +219,7 @@ def test_cell_metrics_take_lambda_max_from_the_analysis_else_from_training() -> 
     assert cell_metrics(result | {"analysis": {"lambda_max": 12.5}})["lambda_max"] == 12.5
 
 
-@pytest.mark.parametrize("name", ["paper-gpu"])
+@pytest.mark.parametrize("name", ["paper-cpu", "paper-gpu"])
 def test_the_paper_suites_give_every_claim_its_runs(name: str) -> None:
     """Once every cell of a shipped paper suite has finished, every claim is judged: none is 'not measured' except
     the one whose evaluation has not landed. The claims look cells up by label, so this checks the suite's labels,

@@ -38,10 +38,53 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from sharpvision.evaluate.run import evaluate_run
-    result = evaluate_run(args.target, ema=args.ema, overrides=args.overrides)
-    print(json.dumps(result, indent=2))
+    from sharpvision.evaluate import run as evaluation
+    if args.eps is not None and args.attack is None:
+        raise SharpvisionError("--eps needs --attack (fgsm, pgd or autoattack)")
+    for flag in ("severities", "baseline", "write"):
+        if getattr(args, flag) is not None and args.corruptions is None:
+            raise SharpvisionError(f"--{flag} needs --corruptions")
+    if args.attack is None and args.corruptions is None:
+        print(json.dumps(evaluation.evaluate_run(args.target, ema=args.ema, overrides=args.overrides), indent=2))
+        return 0
+    eps = _floats("--eps", args.eps or "") if args.attack else []
+    severities = [int(v) for v in _floats("--severities", args.severities)] if args.severities else None
+    run = evaluation.load(args.target, ema=args.ema, overrides=args.overrides)
+    common = dict(out=args.out, subset=args.subset, seed=args.seed, command=_command())
+    if args.corruptions is not None:
+        baseline = evaluation.load(args.baseline, overrides=args.overrides) if args.baseline else None
+        result = evaluation.corruption_run(run, args.corruptions, severities, baseline=baseline, write=args.write,
+                                           **common)
+        print(f"{result['model']} (epoch {result['epoch']}), {len(result['accuracy'])} corruptions, "
+              f"{result['table']} table, n={result['n']}: clean {100 * result['clean_accuracy']:.2f}%, "
+              f"mean corrupted {100 * result['mean_corruption_accuracy']:.2f}%")
+        if "baseline" in result:
+            b = result["baseline"]
+            relative = (f"{b['relative_mce']:.1f}" if b["relative_mce"] is not None
+                        else f"undefined ({b['relative_mce_undefined']})")
+            print(f"  against {b['model']} ({b['checkpoint']}): mCE {b['mce']:.1f}, relative mCE {relative} "
+                  "(100 = the baseline)")
+        print(f"wrote {result['figure']} and its .json" + (f"; corrupted images in {result['written']}"
+                                                          if "written" in result else ""))
+    if args.attack is not None:
+        result = evaluation.attack_run(run, args.attack, eps, norm=args.norm, steps=args.steps,
+                                       restarts=args.restarts, **common)
+        print(f"{result['model']} (epoch {result['epoch']}), {result['attack']} {result['norm']}, n={result['n']}:")
+        for e, acc in result["accuracy"].items():
+            print(f"  eps {float(e):<8g} accuracy {100 * acc:.2f}%")
+        print(f"wrote {result['figure']} and its .json")
     return 0
+
+
+def _floats(flag: str, text: str) -> list[float]:
+    """A comma-separated list of numbers (e.g. --eps 0.05,0.1), one line naming the flag when it is not."""
+    try:
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise SharpvisionError(f"{flag}: {text!r} is not a comma-separated list of numbers (e.g. 0.05,0.1)") from None
+    if not values:
+        raise SharpvisionError(f"{flag}: give at least one value (e.g. {flag} 0.05,0.1)")
+    return values
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
@@ -152,11 +195,29 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--quiet", action="store_true", help="no progress bar or epoch lines")
     t.set_defaults(fn=cmd_train)
 
-    e = sub.add_parser("eval", help="test accuracy and loss of a run directory or checkpoint")
+    e = sub.add_parser("eval", help="test accuracy and loss of a run directory or checkpoint; robustness with "
+                                     "--corruptions and --attack")
     e.add_argument("target", help="run directory (its newest checkpoint) or a checkpoint folder "
                                   "(runs/NAME/checkpoints/step_N)")
     e.add_argument("overrides", nargs="*", help="data overrides, e.g. data.root=/data/fmnist")
     e.add_argument("--ema", action="store_true", help="evaluate the EMA weights (when the run kept them)")
+    e.add_argument("--attack", choices=["fgsm", "pgd", "autoattack"],
+                   help="robust accuracy under this attack at each --eps (autoattack: torchattacks' AutoAttack)")
+    e.add_argument("--eps", help="attack radii in pixel units (images in [0, 1]), comma-separated, e.g. 0.05,0.1")
+    e.add_argument("--norm", choices=["linf", "l2"], default="linf", help="the attack's threat model")
+    e.add_argument("--steps", type=_positive, default=10, help="PGD steps (step size 2.5 * eps / steps)")
+    e.add_argument("--restarts", type=_positive, default=1, help="PGD random restarts")
+    e.add_argument("--subset", type=_positive, help="only the first N test images (an attack costs steps passes "
+                                                    "each, the corruptions 75 passes)")
+    e.add_argument("--seed", type=int, default=0, help="seed of the random starts and random corruptions")
+    e.add_argument("--corruptions", nargs="?", const="all", metavar="NAMES",
+                   help="accuracy on the -C corruptions for the image size: 'all' (default), groups (noise, blur, "
+                        "weather, digital) or names, comma-separated")
+    e.add_argument("--severities", help="--corruptions: severities 1-5, comma-separated (default all five)")
+    e.add_argument("--baseline", metavar="RUN", help="--corruptions: also mCE and relative mCE against this run")
+    e.add_argument("--write", metavar="DIR", help="--corruptions: also write the corrupted test images here "
+                                                  "(CIFAR-10-C layout: <name>.npy, labels.npy)")
+    e.add_argument("--out", help="output folder (default RUN/eval)")
     e.set_defaults(fn=cmd_eval)
 
     a = sub.add_parser("analyze", help="loss geometry of runs: Hessian, trace, density, sharpness, NTK, "

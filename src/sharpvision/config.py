@@ -197,6 +197,25 @@ class TrainConfig:
 
 
 @dataclass
+class AdvConfig:
+    """Adversarial training: every step first crafts a PGD attack on its batch against the current weights, then
+    takes its usual step (plain, SAM or a SAM variant) on the attacked images. eps and alpha are in pixel units."""
+
+    method: Literal["none", "pgd"] = "none"  # pgd: PGD-AT (Madry et al. 2018); none: train on the batches as given
+    eps: float = 8 / 255  # radius of the threat ball, pixel units on [0, 1] images (8/255 CIFAR; ~0.1 for 28 px grey)
+    norm: Literal["linf", "l2"] = "linf"
+    steps: int = 10  # PGD steps per training step (each one forward + input-gradient backward)
+    alpha: float | None = None  # PGD step size; null: 2.5 * eps / steps (2/255 at eps 8/255 and 10 steps)
+    random_start: bool = True  # start from a uniform point of the ball (global torch RNG, which checkpoints keep)
+
+    def check(self) -> None:
+        _range("adv.eps", self.eps, 0.0, None)
+        _range("adv.steps", self.steps, 1, None)
+        if self.alpha is not None:
+            _range("adv.alpha", self.alpha, 0.0, None, lo_open=True)
+
+
+@dataclass
 class Config:
     name: str = "run"
     seed: int = 0
@@ -205,6 +224,7 @@ class Config:
     optim: OptimConfig = field(default_factory=OptimConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    adv: AdvConfig = field(default_factory=AdvConfig)
 
     def check(self) -> None:
         if not self.name.strip() or self.name in (".", "..") or "/" in self.name or "\\" in self.name:
@@ -218,6 +238,11 @@ class Config:
         if self.optim.m is not None and self.data.batch_size % self.optim.m:
             raise ConfigError(f"optim.m: {self.optim.m} must divide data.batch_size={self.data.batch_size} (the batch "
                               "is split into perturbation groups of m examples)")
+        mixes = self.data.augment == "strong" and (self.data.mixup > 0 or self.data.cutmix > 0)
+        if self.adv.method != "none" and mixes:
+            raise ConfigError(f"adv.method: {self.adv.method!r} cannot train on Mixup/CutMix batches (the attack "
+                              "needs each image's own label, a mixed batch has soft targets); set data.mixup=0 "
+                              "data.cutmix=0, or data.augment=basic")
 
     def to_dict(self) -> dict[str, Any]:
         return _plain(dataclasses.asdict(self))
@@ -355,6 +380,15 @@ def upgrade(data: dict[str, Any]) -> dict[str, Any]:
         warnings.warn(f"{old} is deprecated: it is now {new} (the old name still works for now)", FutureWarning,
                       stacklevel=3)
         node[new_key] = node.pop(old_key)
+    return out
+
+
+def with_defaults(data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` (a saved recipe) with every field it lacks at its default: a run saved before a field existed ran
+    as the default does (a new field's default keeps the old behaviour), so it compares equal to today's recipe."""
+    out = Config().to_dict()
+    for key, value in _plain(data).items():
+        out[key] = {**out[key], **value} if isinstance(out.get(key), dict) and isinstance(value, dict) else value
     return out
 
 

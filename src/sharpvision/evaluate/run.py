@@ -1,20 +1,59 @@
-"""Evaluate a run directory or a checkpoint file on its test set."""
+"""Evaluate a run directory or a checkpoint file on its test set: accuracy, and under attack."""
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import torch
+from torch import nn
 
 from sharpvision import checkpoint as ckpt
 from sharpvision import config as svconfig
 from sharpvision import data as svdata
 from sharpvision import models
+from sharpvision.evaluate import corruptions, plots
 from sharpvision.evaluate.accuracy import evaluate
-from sharpvision.runtime import Runtime
+from sharpvision.evaluate.adversarial import AttackError, autoattack_accuracy, robust_accuracy, to_pixels
+from sharpvision.runtime import Runtime, device_name
 
 
-def evaluate_run(target: str | Path, ema: bool = False, overrides: list[str] | None = None) -> dict[str, Any]:
-    """Test loss and accuracy of ``target`` (a run directory or a checkpoint folder) with its own recipe."""
+@dataclass
+class Loaded:
+    """A checkpoint's model with its recipe, data and runtime: what every evaluation of a run starts from."""
+
+    saved: ckpt.Checkpoint
+    cfg: svconfig.Config
+    rt: Runtime
+    bundle: svdata.DataBundle
+    model: nn.Module
+    ema: bool
+
+    @property
+    def run_dir(self) -> Path:
+        """runs/NAME/checkpoints/step_N -> runs/NAME (where ``eval/`` goes)."""
+        return self.saved.path.parent.parent
+
+    def header(self, command: str | None) -> dict[str, Any]:
+        """What a result file records about where it came from."""
+        return {"checkpoint": str(self.saved.path), "model": self.cfg.model.name,
+                "epoch": self.saved.manifest["epoch"], "ema": self.ema, "device": device_name(self.rt.device),
+                "torch": torch.__version__, "command": command}
+
+    def test_batches(self, subset: int | None = None) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """The test set in order, its first ``subset`` examples when given (read once, reused by every attack)."""
+        test = self.bundle.test
+        if subset is not None:
+            if subset < 1:
+                raise AttackError(f"--subset must be >= 1, got {subset}")
+            test = torch.utils.data.Subset(test, range(min(subset, len(test))))
+        return list(svdata.eval_loader(test, self.cfg.data))
+
+
+def load(target: str | Path, ema: bool = False, overrides: list[str] | None = None) -> Loaded:
+    """The model of ``target`` (a run directory or a checkpoint folder) with its own recipe, on its device."""
     saved = ckpt.load(target)
     cfg = svconfig.from_dict(svconfig.apply_overrides(saved.config, overrides or []))
     rt = Runtime.from_config(cfg)
@@ -28,7 +67,78 @@ def evaluate_run(target: str | Path, ema: bool = False, overrides: list[str] | N
     else:
         weights = saved.model
     ckpt.fit(model, weights, saved.path, f"model {cfg.model.name!r}")
-    model.to(rt.device)
-    metrics = evaluate(model, svdata.eval_loader(bundle.test, cfg.data), rt.device, rt.autocast)
-    return {"checkpoint": str(saved.path), "model": cfg.model.name, "epoch": saved.manifest["epoch"], "ema": ema,
-            "test_loss": metrics["loss"], "test_accuracy": metrics["accuracy"], "n": metrics["n"]}
+    model.to(rt.device).eval()
+    return Loaded(saved, cfg, rt, bundle, model, ema)
+
+
+def evaluate_run(target: str | Path, ema: bool = False, overrides: list[str] | None = None) -> dict[str, Any]:
+    """Test loss and accuracy of ``target`` (a run directory or a checkpoint folder) with its own recipe."""
+    run = load(target, ema, overrides)
+    metrics = evaluate(run.model, svdata.eval_loader(run.bundle.test, run.cfg.data), run.rt.device, run.rt.autocast)
+    return {"checkpoint": str(run.saved.path), "model": run.cfg.model.name, "epoch": run.saved.manifest["epoch"],
+            "ema": ema, "test_loss": metrics["loss"], "test_accuracy": metrics["accuracy"], "n": metrics["n"]}
+
+
+def attack_run(run: Loaded, attack: str, eps: list[float], out: Path | None = None, norm: str = "linf",
+               steps: int = 10, restarts: int = 1, subset: int | None = None, seed: int = 0,
+               command: str | None = None) -> dict[str, Any]:
+    """Robust test accuracy of ``run`` at each eps (pixel units; 0 is added: the clean accuracy), written to
+    ``out`` (default RUN/eval) as ``attack_<attack>_<norm>.json`` and an accuracy-vs-eps figure beside it."""
+    eps = sorted({0.0, *map(float, eps)})
+    kwargs = dict(mean=run.bundle.mean, std=run.bundle.std, norm=norm, device=run.rt.device, seed=seed)
+    if attack == "autoattack":
+        result = autoattack_accuracy(run.model, run.test_batches(subset), eps, **kwargs)
+    else:
+        result = robust_accuracy(run.model, run.test_batches(subset), eps, attack=attack, steps=steps,
+                                 restarts=restarts, **kwargs)
+    result = run.header(command) | result | {"accuracy": {str(e): a for e, a in result["accuracy"].items()}}
+    out = Path(out) if out else run.run_dir / "eval"
+    stem = f"attack_{attack}_{norm}"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{stem}.json").write_text(json.dumps(result, indent=2) + "\n")
+    result["figure"] = str(plots.accuracy_vs_eps(result, out / f"{stem}.png"))
+    return result
+
+
+def corruption_run(run: Loaded, names: str | list[str] | None = "all", severities: list[int] | None = None,
+                   out: Path | None = None, subset: int | None = None, seed: int = 0, baseline: Loaded | None = None,
+                   write: Path | None = None, command: str | None = None) -> dict[str, Any]:
+    """Test accuracy of ``run`` on every corruption x severity (the -C suite for its image size), written to
+    ``out`` (default RUN/eval) as ``corruptions.json`` and a heatmap. With ``baseline`` (another run, evaluated on
+    the same images, corruptions and seeds) also mCE and relative mCE against it, 100 = the baseline's; with
+    ``write`` also the corrupted test images in the CIFAR-10-C layout."""
+    names = corruptions.resolve_names(names)
+    severities = corruptions.check_severities(severities or corruptions.SEVERITIES)
+    batches = run.test_batches(subset)
+    measure = dict(names=names, severities=severities, seed=seed)
+    result = corruptions.corruption_accuracy(run.model, batches, run.bundle.mean, run.bundle.std,
+                                             device=run.rt.device, autocast=run.rt.autocast, **measure)
+    result = run.header(command) | result
+    if baseline is not None:
+        base = corruptions.corruption_accuracy(baseline.model, baseline.test_batches(subset), baseline.bundle.mean,
+                                               baseline.bundle.std, device=baseline.rt.device,
+                                               autocast=baseline.rt.autocast, **measure)
+        if base["n"] != result["n"] or base["table"] != result["table"]:
+            raise corruptions.CorruptionError(f"--baseline {baseline.saved.path}: its test set ({base['n']} images, "
+                                              f"table {base['table']}) is not the run's ({result['n']}, "
+                                              f"{result['table']})")
+        result["baseline"] = {"checkpoint": str(baseline.saved.path), "model": baseline.cfg.model.name,
+                              "clean_accuracy": base["clean_accuracy"],
+                              "mean_corruption_accuracy": base["mean_corruption_accuracy"],
+                              "mce": corruptions.mce(result["errors"], base["errors"])}
+        try:
+            result["baseline"]["relative_mce"] = corruptions.relative_mce(result["errors"], result["clean_error"],
+                                                                          base["errors"], base["clean_error"])
+        except corruptions.CorruptionError as e:  # undefined for this baseline; the rest of the result stands
+            result["baseline"] |= {"relative_mce": None, "relative_mce_undefined": str(e)}
+    out = Path(out) if out else run.run_dir / "eval"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "corruptions.json").write_text(json.dumps(result, indent=2) + "\n")
+    result["figure"] = str(plots.corruption_heatmap(result, out / "corruptions.png"))
+    if write is not None:
+        images = torch.cat([to_pixels(x, run.bundle.mean, run.bundle.std) for x, _ in batches])
+        labels = torch.cat([y for _, y in batches])
+        result["written"] = str(corruptions.write_corrupted(images, labels, write, names, severities, seed=seed,
+                                                            table=result["table"]))
+    return result
+

@@ -25,6 +25,7 @@ from sharpvision.flops import passes_in_steps
 from sharpvision.optim import SAM
 from sharpvision.runtime import Runtime, device_name, threads
 from sharpvision.train import distributed
+from sharpvision.train.adversarial import describe as describe_adv
 from sharpvision.train.rundir import RunDir
 from sharpvision.train.session import Session, build_session
 from sharpvision.train.state import EpochTally
@@ -150,6 +151,9 @@ def _announce(s: Session) -> None:
         batch = s.cfg.data.batch_size
         print(f"{s.dist.world} worker(s), batch {batch} ({batch // s.dist.world} per worker)"
               + (f", SAM perturbation per m={s.m} examples" if s.cfg.optim.sam else ""), flush=True)
+        if s.cfg.adv.method != "none":
+            print(f"adversarial training on {describe_adv(s.cfg.adv)}: the train loss and accuracy are on the "
+                  "attacked inputs, the test figures on clean ones", flush=True)
 
 
 def _finish(s: Session) -> dict[str, Any]:
@@ -238,6 +242,7 @@ def _summary(s: Session, last: dict[str, Any]) -> dict[str, Any]:
         "name": cfg.name,
         "model": cfg.model.name,
         "optimizer": _optimizer_name(cfg, s.optimizer),
+        **({"adversarial": describe_adv(cfg.adv)} if cfg.adv.method != "none" else {}),  # train_* are on its inputs
         "params": sum(p.numel() for p in s.model.parameters()),
         "epochs": state.epoch,
         "steps": state.step,

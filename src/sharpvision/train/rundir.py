@@ -153,7 +153,8 @@ def versions() -> dict[str, str]:
 
 
 def _refuse_changes(saved: Any, cfg: Config, source: str) -> None:
-    saved = svconfig.upgrade(saved) if isinstance(saved, dict) else saved  # a run saved before a field's rename
+    if isinstance(saved, dict):  # a run saved before a field's rename, or before a field existed
+        saved = svconfig.with_defaults(svconfig.upgrade(saved))
     allowed = tuple(f"{f} (" for f in RESUME_MAY_CHANGE)
     changed = [d for d in svconfig.diff(saved, cfg.to_dict()) if not d.startswith(allowed)]
     if changed:

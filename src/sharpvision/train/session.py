@@ -24,6 +24,7 @@ from sharpvision.config import Config, ConfigError
 from sharpvision.optim import build_optimizer, build_scheduler
 from sharpvision.runtime import Runtime, seed_everything
 from sharpvision.train import distributed
+from sharpvision.train.adversarial import pgd_adversary
 from sharpvision.train.logging import MetricLogger
 from sharpvision.train.rundir import RunDir
 from sharpvision.train.state import LoopState
@@ -89,7 +90,8 @@ def build_session(cfg: Config, run: RunDir, resume: bool, progress: bool, rt: Ru
 
 def _step_fn(cfg: Config, model: nn.Module, optimizer: Any, scheduler: Any, bundle: svdata.DataBundle, rt: Runtime,
              d: distributed.Dist) -> tuple[StepFn, int]:
-    """The training step (SAM's two passes or one), through DDP and torch.compile when asked; and m."""
+    """The training step (SAM's two passes or one, after an attack under ``adv``), through DDP and torch.compile
+    when asked; and m."""
     # soft (mixup) targets carry their own smoothing, set in the data bundle
     loss_fn = nn.CrossEntropyLoss(label_smoothing=0.0 if bundle.mixup else cfg.train.label_smoothing)
     ddp = (DistributedDataParallel(model, device_ids=[rt.device.index] if rt.device.type == "cuda" else None)
@@ -98,8 +100,11 @@ def _step_fn(cfg: Config, model: nn.Module, optimizer: Any, scheduler: Any, bund
     forward = torch.compile(ddp or model, mode=cfg.train.compile_mode) if cfg.train.compile else ddp or model
     groups, m = distributed.perturbation_groups(cfg.optim.m if cfg.optim.sam else None, cfg.data.batch_size, d,
                                                 ddp.no_sync if ddp else nullcontext)
+    adversary = (pgd_adversary(model, cfg.adv, bundle.mean, bundle.std, rt.autocast)  # the plain model: see there
+                 if cfg.adv.method == "pgd" else None)
     step = make_step(forward, optimizer, loss_fn, cfg.optim.clip_grad_norm, rt.autocast, groups=groups,
-                     sam_every=cfg.optim.sam_every, step_index=lambda: scheduler.last_epoch)  # restored on resume
+                     sam_every=cfg.optim.sam_every, step_index=lambda: scheduler.last_epoch,  # restored on resume
+                     adversary=adversary)
     return step, m
 
 

@@ -1,7 +1,8 @@
 """One optimisation step, plain or SAM, as a callable ``step(x, y) -> (loss, logits)``.
 
-The loop only calls ``step``; what a step does (one pass or SAM's two, autocast, clipping) is decided
-here once. Returned tensors are detached and stay on the device: no host synchronisation per step.
+The loop only calls ``step``; what a step does (one pass or SAM's two, autocast, clipping, an adversarial attack
+on the batch first) is decided here once. Returned tensors are detached and stay on the device: no host
+synchronisation per step.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from sharpvision.optim.sam import SAM
 from sharpvision.passes import frozen_bn_stats, replay_rng
 
 StepFn = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+Adversary = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (x, y) -> the inputs to train on, same scale
 
 
 @dataclass
@@ -39,13 +41,17 @@ class PerturbationGroups:
 
 def make_step(model: nn.Module, optimizer: Optimizer, loss_fn: nn.Module, clip_grad_norm: float | None,
               autocast: Callable[[], AbstractContextManager], sam_every: int = 1,
-              step_index: Callable[[], int] | None = None, groups: PerturbationGroups | None = None) -> StepFn:
+              step_index: Callable[[], int] | None = None, groups: PerturbationGroups | None = None,
+              adversary: Adversary | None = None) -> StepFn:
     """A training step for ``optimizer``: two passes when it is a :class:`SAM`, one otherwise.
 
     ``sam_every=k`` (SAM-k, Composer's ``interval``): SAM's two passes only on steps whose ``step_index()`` is a
     multiple of k; the others take one pass and a plain base-optimizer step, so they really cost one pass. The
     index comes from the caller (the trainer passes the scheduler's step count, which a resume restores).
     ``groups`` sets m (see :class:`PerturbationGroups`); under DDP the descent gradient is all-reduced as usual.
+    ``adversary`` (adversarial training): the step replaces the batch with ``adversary(x, y)``, crafted once at the
+    current weights, and every pass of the step (both of SAM's, each of m's groups) trains on it; the returned loss
+    and logits are then on the adversarial inputs.
     """
     if sam_every < 1:
         raise ValueError(f"sam_every must be >= 1, got {sam_every}")
@@ -53,7 +59,18 @@ def make_step(model: nn.Module, optimizer: Optimizer, loss_fn: nn.Module, clip_g
         raise ValueError("sam_every > 1 needs a SAM optimizer and a step_index callable")
     step = _Step(model, optimizer, loss_fn, clip_grad_norm, autocast, sam_every, step_index,
                  groups or PerturbationGroups())
-    return step.sam if isinstance(optimizer, SAM) else step.plain
+    fn = step.sam if isinstance(optimizer, SAM) else step.plain
+    return fn if adversary is None else _on_adversarial_inputs(fn, adversary)
+
+
+def _on_adversarial_inputs(fn: StepFn, adversary: Adversary) -> StepFn:
+    """``fn`` taken on ``adversary(x, y)``: one attack per step, before any pass (so SAM's ascent and descent see
+    the same inputs, and a SAM-k step without the ascent attacks all the same)."""
+
+    def step(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return fn(adversary(x, y), y)
+
+    return step
 
 
 @dataclass

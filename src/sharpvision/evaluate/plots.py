@@ -1,0 +1,52 @@
+"""Figures of robustness results (the dicts the evaluations return): accuracy vs eps, corruption heatmaps."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no display
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def _save(fig: plt.Figure, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def accuracy_vs_eps(result: dict[str, Any], path: str | Path) -> Path:
+    """Robust accuracy against the attack's radius; eps 0 is the clean accuracy."""
+    eps = sorted(result["accuracy"], key=float)
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    ax.plot([float(e) for e in eps], [100 * result["accuracy"][e] for e in eps], marker="o")
+    steps = f", {result['steps']} steps" if "steps" in result and result["attack"] == "pgd" else ""
+    ax.set(title=f"{result['model']}: {result['attack']} ({result['norm']}{steps}), n={result['n']}",
+           xlabel="eps (pixel units, images in [0, 1])", ylabel="test accuracy (%)", ylim=(0, 100))
+    ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def corruption_heatmap(result: dict[str, Any], path: str | Path) -> Path:
+    """Accuracy per corruption (rows) x severity (columns), the clean and mean corruption accuracy in the title."""
+    names = list(result["accuracy"])
+    severities = list(next(iter(result["accuracy"].values())))
+    grid = [[100 * result["accuracy"][n][s] for s in severities] for n in names]
+    fig, ax = plt.subplots(figsize=(1.2 * len(severities) + 3, 0.38 * len(names) + 1.6))
+    image = ax.imshow(grid, cmap="viridis", vmin=0, vmax=100, aspect="auto")
+    for i, row in enumerate(grid):
+        for j, value in enumerate(row):
+            ax.text(j, i, f"{value:.0f}", ha="center", va="center", fontsize=8,
+                    color="white" if value < 60 else "black")
+    ax.set_xticks(range(len(severities)), [str(s) for s in severities])
+    ax.set_yticks(range(len(names)), [n.replace("_", " ") for n in names])
+    ax.set(xlabel="severity", title=f"{result['model']}: clean {100 * result['clean_accuracy']:.1f}%, "
+                                     f"mean corrupted {100 * result['mean_corruption_accuracy']:.1f}% "
+                                     f"({result['table']} table, n={result['n']})")
+    fig.colorbar(image, ax=ax, label="test accuracy (%)")
+    return _save(fig, path)
