@@ -77,7 +77,8 @@ def test_one_seed_is_inconclusive_and_missing_runs_are_not_measured() -> None:
     no_mixer = {k: v for k, v in one.items() if k[0] != "mixer"}
     got = _claim(_results(no_mixer), "gain_by_family")
     assert got["verdict"] == "not measured" and "model=mixer" in got["why"]
-    assert _claim(_results(one), "corruption_gain")["verdict"] == "not measured"
+    got = _claim(_results(one), "corruption_gain")  # no cell was evaluated on the corruptions
+    assert got["verdict"] == "not measured" and "mean_corruption_accuracy" in got["why"]
 
 
 def test_matches_or_beats() -> None:
@@ -110,3 +111,23 @@ def test_every_claim_is_judged_with_the_rule() -> None:
     assert out["rule"] == claims.RULE and out["alpha"] == 0.05
     assert [c["id"] for c in out["claims"]] == [c.id for c in claims.CLAIMS]
     assert all(c["verdict"] in ("holds", "contradicted", "inconclusive", "not measured") for c in out["claims"])
+
+
+def test_corruption_gain_compares_the_corrupted_gain_with_the_clean_gain_on_the_same_images() -> None:
+    """Per seed: SAM's gain in mean corruption accuracy against its gain in clean accuracy, both from the cells'
+    corruption evaluation (not the summary's test accuracy, which may be on other images)."""
+    def results(clean_sam: list[float], corrupt_sam: list[float]) -> dict:
+        out = _results({(m, s): [0.0] * 3 for m in ("vit", "mixer") for s in ("vanilla", "sam")})
+        for cell in out["cells"].values():
+            sam, seed = cell["labels"]["setting"] == "sam", int(cell["labels"]["seed"])
+            cell["metrics"] = {"corruption_clean_accuracy": clean_sam[seed] if sam else 0.80,
+                               "mean_corruption_accuracy": corrupt_sam[seed] if sam else 0.60,
+                               "test_accuracy": 0.5}
+        return out
+    bigger = _claim(results([0.82, 0.83, 0.82], [0.66, 0.67, 0.67]), "corruption_gain")  # +2.3 clean, +6.7 corrupt
+    assert bigger["verdict"] == "holds" and [t["compare"] for t in bigger["tests"]] == [
+        "vit: gain corrupted > gain clean", "mixer: gain corrupted > gain clean"]
+    assert bigger["tests"][0]["a"]["mean"] == pytest.approx(0.0666667, abs=1e-6)
+    assert bigger["tests"][0]["b"]["mean"] == pytest.approx(0.0233333, abs=1e-6)
+    smaller = _claim(results([0.86, 0.87, 0.86], [0.61, 0.62, 0.61]), "corruption_gain")
+    assert smaller["verdict"] == "contradicted"

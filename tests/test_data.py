@@ -139,6 +139,20 @@ def test_label_noise_exact_rate_other_class_seeded(source, rate):
 
 
 @pytest.mark.needs_fmnist
+def test_pairflip_noise_sends_each_flipped_class_to_the_next_one(source):
+    """Asymmetric noise: the same examples as symmetric noise at this seed and rate, each moved to class c + 1."""
+    cfg = DataConfig(fraction=0.5, label_noise=0.3, label_noise_kind="pairflip", seed=2)
+    split = split_train(source.train_labels, cfg, 10)
+    flipped = split.labels != split.clean_labels
+    assert int(flipped.sum()) == round(0.3 * len(split.train))
+    assert torch.equal(split.labels[flipped], (split.clean_labels[flipped] + 1) % 10)
+    symmetric = split_train(source.train_labels, DataConfig(fraction=0.5, label_noise=0.3, seed=2), 10)
+    assert torch.equal(flipped, symmetric.labels != symmetric.clean_labels)  # one draw of the examples
+    with pytest.raises(ConfigError, match="label_noise_kind 'pairflip' must be < 0.5"):
+        DataConfig(label_noise=0.5, label_noise_kind="pairflip").check()
+
+
+@pytest.mark.needs_fmnist
 def test_bundle_noise_caps_and_clean_test():
     bundle = build_datasets(DataConfig(label_noise=0.5, val_fraction=0.1, subset_train=1000, subset_test=300, seed=7))
     raw = load_source(DataConfig())

@@ -221,3 +221,33 @@ def test_a_real_browser_renders_the_page_with_the_claims_and_every_figure(report
     figures = len(list((report / "figures").glob("*.png")))
     assert len(re.findall(r'<img src="data:image/png;base64,', dom)) == figures
     assert dom.count("<figcaption>Figure ") == figures
+
+
+@pytest.mark.needs_fmnist
+def test_robustness_evaluated_on_the_cells_becomes_table_columns(suite_dir: Path, tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture) -> None:
+    """`sharpvision eval --corruptions / --attack` on a finished cell writes run/eval/; the report's tables then
+    carry its mean corrupted accuracy and robust accuracy per eps, with their glossary lines."""
+    import shutil
+    copy = tmp_path / "suite"
+    shutil.copytree(suite_dir, copy, ignore=shutil.ignore_patterns("report"))
+    for seed in (0, 1):
+        run = copy / "cells" / f"model=vit,setting=vanilla,seed={seed}" / "run"
+        assert main(["eval", str(run), "--corruptions", "gaussian_noise,fog", "--severities", "1,5",
+                     "--subset", "16"]) == 0
+        assert main(["eval", str(run), "--attack", "pgd", "--eps", "0.05", "--steps", "1", "--subset", "16"]) == 0
+    capsys.readouterr()
+    assert main(["report", str(copy)]) == 0
+    md = (copy / "report" / "report.md").read_text()
+    rows = [r for r in section(md, "### Grid all").splitlines() if r.startswith("|")]
+    header = [h.strip() for h in rows[0].split("|")]
+    assert header.index("mean corrupted acc. %") < header.index("PGD linf eps 0.05 acc. %")
+    vit = next(r for r in rows if r.startswith("| vit | vanilla |")).split("|")
+    runs = [copy / "cells" / f"model=vit,setting=vanilla,seed={s}" / "run" / "eval" for s in (0, 1)]
+    corrupted = [json.loads((r / "corruptions.json").read_text())["mean_corruption_accuracy"] for r in runs]
+    robust = [json.loads((r / "attack_pgd_linf.json").read_text())["accuracy"]["0.05"] for r in runs]
+    assert vit[header.index("mean corrupted acc. %")].strip().startswith(f"{100 * statistics.fmean(corrupted):.1f}")
+    assert vit[header.index("PGD linf eps 0.05 acc. %")].strip().startswith(f"{100 * statistics.fmean(robust):.1f}")
+    resnet = next(r for r in rows if r.startswith("| resnet | vanilla |")).split("|")
+    assert resnet[header.index("mean corrupted acc. %")].strip() == ""  # not evaluated: left empty, not zero
+    assert "top-1 test accuracy under PGD (linf) at eps 0.05" in section(md, "## Glossary")

@@ -48,7 +48,8 @@ class DataConfig:
     download: bool = False  # CIFAR only: fetch through torchvision when missing
     img_size: int | None = None  # None: the dataset's native size (28 / 32 / 224)
     fraction: float = 1.0  # stratified, seeded share of the training set (the paper's 1/2, 1/4, 1/10)
-    label_noise: float = 0.0  # share of training labels replaced by a different random class
+    label_noise: float = 0.0  # share of training labels replaced by a wrong class (label_noise_kind says which)
+    label_noise_kind: Literal["symmetric", "pairflip"] = "symmetric"  # any other class / class c -> c + 1
     val_fraction: float = 0.0  # stratified share of the training set held out for validation
     augment: Literal["none", "basic", "strong"] = "basic"  # basic: crop+flip; strong: + RandAugment + Mixup
     hflip: bool = True  # horizontal flip in "basic" / "strong"
@@ -66,6 +67,9 @@ class DataConfig:
     def check(self) -> None:
         _range("data.fraction", self.fraction, 0.0, 1.0, lo_open=True)
         _range("data.label_noise", self.label_noise, 0.0, 1.0, hi_open=True)
+        if self.label_noise_kind == "pairflip" and self.label_noise >= 0.5:
+            raise ConfigError(f"data.label_noise: {self.label_noise} with label_noise_kind 'pairflip' must be < 0.5 "
+                              "(at 0.5 or more the flipped class c + 1 outnumbers the true one: nothing to learn)")
         _range("data.val_fraction", self.val_fraction, 0.0, 1.0, hi_open=True)
         _range("data.mixup", self.mixup, 0.0, None)
         _range("data.cutmix", self.cutmix, 0.0, None)

@@ -56,12 +56,16 @@ def random_cap(n: int, limit: int | None, seed: int, stream: int) -> np.ndarray:
     return np.sort(_rng(seed, stream).permutation(n)[:limit])
 
 
-def noisy_labels(labels: torch.Tensor, rate: float, num_classes: int, seed: int) -> torch.Tensor:
-    """Symmetric noise: exactly round(rate * n) seeded examples get a label drawn uniformly from the other classes."""
+def noisy_labels(labels: torch.Tensor, rate: float, num_classes: int, seed: int, kind: str = "symmetric"
+                 ) -> torch.Tensor:
+    """Exactly round(rate * n) seeded examples get a wrong label: ``symmetric`` draws it uniformly from the other
+    classes (Foret et al.'s noise); ``pairflip`` is asymmetric, class-pair noise: class c becomes c + 1 (mod the
+    class count), the pair flipping of Han et al. 2018, which confuses each class with one other only and is
+    harder to average out than symmetric noise. Both draw the same examples for one seed and rate."""
     rng = _rng(seed, _NOISE)
     n = len(labels)
     flip = torch.from_numpy(rng.choice(n, size=round(rate * n), replace=False))
-    shift = torch.from_numpy(rng.integers(1, num_classes, size=len(flip)))
+    shift = torch.from_numpy(rng.integers(1, num_classes, size=len(flip))) if kind == "symmetric" else 1
     out = labels.clone()
     out[flip] = (labels[flip] + shift) % num_classes
     return out
@@ -78,7 +82,8 @@ def split_train(labels: torch.Tensor, cfg: DataConfig, num_classes: int) -> Trai
     pool = pool[random_cap(len(pool), cfg.subset_train, cfg.seed, _SUBSET_TRAIN)]
     train = torch.from_numpy(pool)
     clean = labels[train]
-    noisy = noisy_labels(clean, cfg.label_noise, num_classes, cfg.seed) if cfg.label_noise > 0 else clean.clone()
+    noisy = (noisy_labels(clean, cfg.label_noise, num_classes, cfg.seed, cfg.label_noise_kind)
+             if cfg.label_noise > 0 else clean.clone())
     return TrainSplit(train=train, val=None if val is None else torch.from_numpy(val), labels=noisy, clean_labels=clean)
 
 

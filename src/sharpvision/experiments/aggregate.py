@@ -31,6 +31,23 @@ def cell_metrics(result: dict[str, Any]) -> dict[str, float]:
     return out
 
 
+def eval_metrics(run_dir: Path) -> dict[str, float]:
+    """The robustness figures ``sharpvision eval`` wrote into a cell's run (``run/eval/``), when it has been run
+    there: clean and mean corruption accuracy on the same images, and robust accuracy per attack and eps
+    (``pgd_linf_accuracy@0.05``)."""
+    out: dict[str, float] = {}
+    corruptions = run_dir / "eval" / "corruptions.json"
+    if corruptions.is_file():
+        c = json.loads(corruptions.read_text())
+        out |= {"corruption_clean_accuracy": float(c["clean_accuracy"]),
+                "mean_corruption_accuracy": float(c["mean_corruption_accuracy"])}
+    for path in sorted((run_dir / "eval").glob("attack_*.json")):
+        a = json.loads(path.read_text())
+        out |= {f"{a['attack']}_{a['norm']}_accuracy@{float(e):g}": float(acc)
+                for e, acc in a["accuracy"].items() if float(e) > 0 and a["attack"] in ("fgsm", "pgd")}
+    return out
+
+
 def aggregate(suite: Suite, out: Path, loaded: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
     """``cells``: key -> labels and metrics; ``groups``: the cells that differ only in seed, mean +- std, n.
 
@@ -42,7 +59,8 @@ def aggregate(suite: Suite, out: Path, loaded: dict[str, dict[str, Any]] | None 
         result = loaded.get(cell.key) if loaded is not None else \
             json.loads(path.read_text()) if path.exists() else None
         if result is not None:
-            cells[cell.key] = {"labels": dict(cell.labels), "metrics": cell_metrics(result)}
+            metrics = cell_metrics(result) | eval_metrics(out / "cells" / cell.folder / "run")
+            cells[cell.key] = {"labels": dict(cell.labels), "metrics": metrics}
     groups: dict[str, dict[str, Any]] = {}
     for cell in cells.values():
         labels = {a: v for a, v in cell["labels"].items() if a != "seed"}

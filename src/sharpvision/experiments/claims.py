@@ -12,6 +12,8 @@ The rule (written here before paper-cpu ran, and printed into every ``claims.jso
 * SAM's gain is paired by seed: the SAM and vanilla runs of one seed share the initialisation and the data order, so
   the gain of seed s is SAM(s) - vanilla(s).
 * A claim whose runs are not in the suite is "not measured", with what is missing.
+* Corruption accuracy is ``sharpvision eval --corruptions`` on each cell's run (``run/eval/corruptions.json``, read
+  by the aggregate); its gain is compared with the clean gain on the same test images.
 
 Cells are found by their labels: axes ``model`` (vit, mixer, resnet, convnext), ``setting`` (vanilla, sam, aug,
 sam_aug), ``data.fraction`` and ``data.label_noise`` (numbers) and ``seed``. An axis a claim does not name is pinned
@@ -121,7 +123,6 @@ class Claim:
     paper: str  # the paper's own numbers, where the setting matches
     comparisons: Callable[[Evidence], list[Comparison]]
     matches_or_beats: bool = False  # claim 3's weaker rule (see the module docstring)
-    needs: str = ""  # a capability that has not landed yet: the claim is "not measured" until it does
 
 
 def _gains(model_a: str, model_b: str, metric: str = "test_accuracy", relative: bool = False,
@@ -183,9 +184,10 @@ CLAIMS: tuple[Claim, ...] = (
           lambda e: [Comparison(f"{a} > {b}", e.values("ntk_kappa_at_init", model=a, setting="vanilla"),
                                 e.values("ntk_kappa_at_init", model=b, setting="vanilla"))
                      for a, b in (("vit", "resnet"), ("mixer", "vit"))]),
-    Claim("corruption_gain", "SAM's gain is larger under corruption than clean",
+    Claim("corruption_gain", "SAM's gain is larger under corruption than clean (ViT, Mixer)",
           "ViT-B/16 +9.9 on ImageNet-C vs +5.3 clean; Mixer-B/16 +15.0 vs +11.0 (Chen et al. Table 2)",
-          lambda e: [], needs="the corruption evaluation (issue 14)"),
+          lambda e: [Comparison(f"{m}: gain corrupted > gain clean", e.gain("mean_corruption_accuracy", m),
+                                e.gain("corruption_clean_accuracy", m)) for m in ("vit", "mixer")]),
     Claim("noise_gain", "SAM's gain grows with label noise",
           "ResNet-32, CIFAR-10, 80% noise: SAM 77.9 vs SGD 26.2 (Foret et al.)", _noise),
 )
@@ -200,8 +202,6 @@ def evaluate(results: dict[str, Any]) -> dict[str, Any]:
 
 def _judge(claim: Claim, evidence: Evidence) -> dict[str, Any]:
     out: dict[str, Any] = {"id": claim.id, "claim": claim.statement, "paper": claim.paper}
-    if claim.needs:
-        return out | {"verdict": "not measured", "why": f"needs {claim.needs}", "tests": []}
     try:
         tests = [c.result() for c in claim.comparisons(evidence)]
     except Missing as e:

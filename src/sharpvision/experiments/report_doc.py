@@ -68,6 +68,10 @@ GLOSSARY: dict[str, str] = {
                         "draws; close to loss = flat",
     "active_fraction_first_block": "fraction of the first block's neurons that are active (> 0 after the "
                                    "activation) on the analysis sample; lower = sparser",
+    "corruption_clean_accuracy": "top-1 accuracy on the test images the corruption evaluation used, uncorrupted "
+                                 "(the reference its corrupted accuracy and gain are compared with)",
+    "mean_corruption_accuracy": "top-1 accuracy over the 15 -C corruptions x 5 severities (sharpvision eval "
+                                "--corruptions; the 28px table for Fashion-MNIST)",
     "images_per_s": "training throughput",
     "wall_time_s": "seconds from the first training step to the end of training",
     "n": "the number of runs (seeds) a mean and its sample standard deviation are taken over",
@@ -94,6 +98,9 @@ def mean_std(stats: dict[str, float], scale: float = 1.0) -> str:
 def glossary(names: list[str]) -> list[Block]:
     """The glossary section for the numbers a report shows, in the glossary's order."""
     items = tuple((name, meaning) for name, meaning in GLOSSARY.items() if name in names)
+    items += tuple((name, f"top-1 test accuracy under {name.split('_')[0].upper()} ({name.split('_')[1]}) at eps "
+                          f"{name.split('@')[1]} in pixel units (sharpvision eval --attack)")
+                   for name in names if "_accuracy@" in name)
     return [Heading("Glossary", id="glossary"), Terms(items)]
 
 

@@ -33,7 +33,10 @@ COLUMNS: tuple[tuple[str, str, float], ...] = (  # metric, header, scale (accura
     ("test_accuracy", "test acc. %", 100), ("train_accuracy", "train acc. %", 100),
     ("best_val_accuracy", "best val acc. %", 100), ("lambda_max", "lambda_max", 1), ("trace", "trace", 1),
     ("ntk_kappa_at_init", "NTK kappa at init", 1), ("loss", "loss", 1), ("loss_under_noise", "loss under noise", 1),
-    ("active_fraction_first_block", "active fraction, first block", 1))
+    ("active_fraction_first_block", "active fraction, first block", 1),
+    ("corruption_clean_accuracy", "clean acc. % (-C images)", 100),
+    ("mean_corruption_accuracy", "mean corrupted acc. %", 100))
+ATTACK_METRIC = "_accuracy@"  # robust accuracy columns: pgd_linf_accuracy@0.05 (one per attack, norm and eps)
 BLOCK_PIECES = (  # analysis piece, figure name, title, y label, log scale
     ("hessian", "lambda_max", "top Hessian eigenvalue (lambda_max) per block", "lambda_max", True),
     ("sparsity", "sparsity", "active-neuron fraction per block", "fraction active", False))
@@ -90,7 +93,8 @@ def blocks(data: SuiteDir, claims: dict[str, Any], pair: str | None, figures: Pa
     """The whole report; ``shown`` is the directory as the user named it (for the commands)."""
     return [*_header(data, shown), *_claims(claims), *_tables(data), *_curves(data, figures),
             *_per_block(data, figures), *_pair(data, pair, figures),
-            *glossary([m for m, _, _ in COLUMNS if _has(data.results["groups"].values(), m)] + ["n"])]
+            *glossary([m for m, _, _ in _columns(list(data.results["groups"].values()))
+                       if _has(data.results["groups"].values(), m)] + ["n"])]
 
 
 def _header(data: SuiteDir, shown: str) -> list[Block]:
@@ -139,13 +143,21 @@ def _table(data: SuiteDir, groups: list[dict[str, Any]]) -> Table | None:
     if not groups:
         return None
     axes = [a for a in data.suite.axes if a != "seed"]
-    columns = [c for c in COLUMNS if _has(groups, c[0])]
+    columns = [c for c in _columns(groups) if _has(groups, c[0])]
     papers = [_paper(g["labels"]) for g in groups]
     header = (*axes, *(h for _, h, _ in columns), *(["paper (ImageNet)"] if any(papers) else []))
     rows = tuple((*(g["labels"].get(a, "") for a in axes),
                   *(mean_std(g["metrics"][m], s) if m in g["metrics"] else "" for m, _, s in columns),
                   *([paper] if any(papers) else [])) for g, paper in zip(groups, papers))
     return Table(header, rows)
+
+
+def _columns(groups: list[dict[str, Any]]) -> list[tuple[str, str, float]]:
+    """The fixed columns, then one per attack, norm and eps the cells were evaluated at."""
+    attacks = sorted({m for g in groups for m in g["metrics"] if ATTACK_METRIC in m},
+                     key=lambda m: (m.split("@")[0], float(m.split("@")[1])))
+    return [*COLUMNS, *((m, f"{m.split('_')[0].upper()} {m.split('_')[1]} eps {m.split('@')[1]} acc. %", 100)
+                        for m in attacks)]
 
 
 def _has(groups: Iterable[dict[str, Any]], metric: str) -> bool:
