@@ -40,7 +40,7 @@ def test_pgd_from_the_cli_writes_json_and_figure_with_clean_accuracy_at_eps_zero
     assert result["accuracy"]["0.0"] == clean  # eps 0 is the clean accuracy on the same images
     assert result["accuracy"]["1.0"] == 0.0  # an L-inf ball of radius 1 holds every image: nothing survives
     assert result["accuracy"]["0.02"] <= clean
-    assert result["command"].startswith("sharpvision ") and result["epoch"] == 1
+    assert result["command"].startswith("sharpvision") and result["epoch"] == 1  # sys.argv: pytest's here
 
 
 def test_fgsm_and_pgd_agree_with_the_library_on_the_run(trained: Path, tmp_path: Path, one_thread) -> None:

@@ -13,6 +13,7 @@ PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 LIBRARY, ANALYSIS_FUNCTIONS, ANALYZE = "sv.optim.SAM(", "A.hessian_eigenvalues(", "analyze(load_subject("
 EXPERIMENTS = "experiments.load_suite("
 CLAIMS = "claims.evaluate("
+CORRUPTIONS = "corruption_accuracy(model, batches"
 
 
 def python_blocks() -> list[tuple[Path, str]]:
@@ -32,7 +33,7 @@ def run(code: str, page: Path) -> dict:
 
 def test_every_python_example_is_run_by_a_test() -> None:
     """A new ```python block in the docs needs a test here (and its marker in the list above)."""
-    markers = (LIBRARY, ANALYSIS_FUNCTIONS, ANALYZE, EXPERIMENTS, CLAIMS)
+    markers = (LIBRARY, ANALYSIS_FUNCTIONS, ANALYZE, EXPERIMENTS, CLAIMS, CORRUPTIONS)
     for page, code in python_blocks():
         assert sum(m in code for m in markers) == 1, (page, code[:200])
 
@@ -101,3 +102,13 @@ def test_claims_example_runs() -> None:
     verdicts = run(block, page)["verdicts"]
     assert [c["id"] for c in verdicts["claims"]] == [c.id for c in claims.CLAIMS]
     assert all(c["verdict"] == "not measured" and c["why"] for c in verdicts["claims"])
+
+
+def test_corruption_example_runs() -> None:
+    page, code = example(CORRUPTIONS)
+    scope = run(code, page)
+    foggy, result = scope["foggy"], scope["result"]
+    assert foggy.shape == (8, 1, 28, 28) and 0 <= foggy.min() and foggy.max() <= 1
+    assert not torch.equal(foggy, scope["images"])
+    assert list(result["accuracy"]) == ["gaussian_noise", "shot_noise", "impulse_noise", "fog"]  # the group, then fog
+    assert result["n"] == 8 and all(list(per) == [1, 5] for per in result["accuracy"].values())
