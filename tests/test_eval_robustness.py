@@ -33,7 +33,7 @@ def test_pgd_from_the_cli_writes_json_and_figure_with_clean_accuracy_at_eps_zero
     assert "pgd linf, n=48" in out and "eps 1 " in out
     result = json.loads((trained / "eval" / "attack_pgd_linf.json").read_text())
     assert (trained / "eval" / "attack_pgd_linf.png").stat().st_size > 5000
-    assert result["n"] == 48 and result["steps"] == 3 and result["alpha"] == "2.5*eps/steps"
+    assert result["n"] == 48 and result["steps"] == 3 and result["alpha"] == "2.5*eps/steps" and result["seconds"] > 0
     assert set(result["accuracy"]) == {"0.0", "0.02", "1.0"}
     run = evaluation.load(trained)
     clean = evaluate(run.model, run.test_batches(48))["accuracy"]

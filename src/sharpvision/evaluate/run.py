@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -86,12 +87,14 @@ def attack_run(run: Loaded, attack: str, eps: list[float], out: Path | None = No
     ``out`` (default RUN/eval) as ``attack_<attack>_<norm>.json`` and an accuracy-vs-eps figure beside it."""
     eps = sorted({0.0, *map(float, eps)})
     kwargs = dict(mean=run.bundle.mean, std=run.bundle.std, norm=norm, device=run.rt.device, seed=seed)
+    start = time.perf_counter()
     if attack == "autoattack":
         result = autoattack_accuracy(run.model, run.test_batches(subset), eps, **kwargs)
     else:
         result = robust_accuracy(run.model, run.test_batches(subset), eps, attack=attack, steps=steps,
                                  restarts=restarts, **kwargs)
-    result = run.header(command) | result | {"accuracy": {str(e): a for e, a in result["accuracy"].items()}}
+    result = run.header(command) | result | {"accuracy": {str(e): a for e, a in result["accuracy"].items()},
+                                             "seconds": time.perf_counter() - start}
     out = Path(out) if out else run.run_dir / "eval"
     stem = f"attack_{attack}_{norm}"
     out.mkdir(parents=True, exist_ok=True)
@@ -111,9 +114,10 @@ def corruption_run(run: Loaded, names: str | list[str] | None = "all", severitie
     severities = corruptions.check_severities(severities or corruptions.SEVERITIES)
     batches = run.test_batches(subset)
     measure = dict(names=names, severities=severities, seed=seed)
+    start = time.perf_counter()
     result = corruptions.corruption_accuracy(run.model, batches, run.bundle.mean, run.bundle.std,
                                              device=run.rt.device, autocast=run.rt.autocast, **measure)
-    result = run.header(command) | result
+    result = run.header(command) | result | {"seconds": time.perf_counter() - start}
     if baseline is not None:
         base = corruptions.corruption_accuracy(baseline.model, baseline.test_batches(subset), baseline.bundle.mean,
                                                baseline.bundle.std, device=baseline.rt.device,
