@@ -345,6 +345,22 @@ def checkpoint_cost(path: Path) -> str:
     return f"{text}\n\n{standard_source(path, d)}"
 
 
+@renders("corruptions_speed")
+def corruptions_speed(path: Path) -> str:
+    """benchmarks/corruptions_speed.py: seconds per corruption, ours against the reference image by image."""
+    d = load(path)
+    ours, same, ref = d["ours_28px_table_s"], d["ours_imagenet_table_s"], d["reference_extrapolated_s"]
+    rows = [[f"`{name}`", f"{ours[name]:.2f}", f"{same[name]:.2f}", f"{ref[name]:.1f}",
+             f"{ref[name] / same[name]:.0f}x"] for name in ours]
+    rows.append(["all 75", f"{d['ours_28px_table_total_s']:.1f}", f"{d['ours_imagenet_table_total_s']:.1f}",
+                 f"{d['reference_extrapolated_total_s']:.0f}", f"{d['speedup_vs_reference_same_constants']:.1f}x"])
+    header = ["corruption (5 severities)", "ours, 28px table (s)", "ours, imagenet table (s)",
+              f"reference (s, from {d['reference_timed_on']} images)", "speed-up"]
+    text = paragraph(f"{d['n']:,} Fashion-MNIST test images at {d['img_size']} px, batches of {d['batch_size']}; the "
+                     "speed-up compares like with like (the imagenet constants on both sides).")
+    return f"{table(header, rows)}\n\n{text}\n\n{standard_source(path, d)}"
+
+
 @renders("ntk_families")
 def ntk_families(path: Path) -> str:
     d = load(path)
