@@ -27,7 +27,7 @@ SMALL = ["data.subset_train=128", "data.subset_test=64", "schedule.epochs=1", "t
 LAYERS = [
     {"errors"},
     {"config"},
-    {"passes", "checkpoint"},
+    {"passes", "checkpoint", "figures"},
     {"flops", "models", "optim", "data"},
     {"runtime"},
     {"analysis", "evaluate"},

@@ -9,23 +9,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import matplotlib
+import numpy as np
+import torch
 
-matplotlib.use("Agg")  # files only, no display
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+from sharpvision.figures import plt, save_figure  # plt after the display-free backend is set
 
 Runs = dict[str, dict[str, Any]]  # label -> result, to draw several runs side by side
-
-
-def _save(fig: plt.Figure, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
 
 
 def density(results: Runs, path: str | Path) -> Path:
@@ -35,7 +24,7 @@ def density(results: Runs, path: str | Path) -> Path:
         ax.semilogy(r["grid"], np.maximum(np.asarray(r["density"]), 1e-12), label=label)
     ax.set(title="Hessian eigenvalue density (SLQ)", xlabel="eigenvalue", ylabel="density (log)")
     ax.legend()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def per_block(results: Runs, key: str, path: str | Path, title: str, ylabel: str, log: bool = False) -> Path:
@@ -50,7 +39,7 @@ def per_block(results: Runs, key: str, path: str | Path, title: str, ylabel: str
     if log:
         ax.set_yscale("log")
     ax.legend()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def landscape_1d(results: Runs, path: str | Path, title: str = "loss along a direction") -> Path:
@@ -59,7 +48,7 @@ def landscape_1d(results: Runs, path: str | Path, title: str = "loss along a dir
         ax.plot(r["alphas"], r["loss"], marker=".", label=label)
     ax.set(title=title, xlabel="alpha", ylabel="loss")
     ax.legend()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def landscape_2d(results: Runs, path: str | Path) -> Path:
@@ -79,7 +68,7 @@ def landscape_2d(results: Runs, path: str | Path) -> Path:
         ax3 = fig.add_subplot(2, len(results), len(results) + i + 1, projection="3d")
         ax3.plot_surface(a, b, z, cmap="viridis", vmin=lo, vmax=hi)
         ax3.set(title=f"{label}: surface", xlabel="direction 1", ylabel="direction 2", zlabel="loss", zlim=(lo, hi))
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def attention_grid(images: torch.Tensor, maps: dict[str, torch.Tensor], path: str | Path,
@@ -103,4 +92,4 @@ def attention_grid(images: torch.Tensor, maps: dict[str, torch.Tensor], path: st
         for ax in axes[i]:
             ax.axis("off")
     fig.suptitle(title)
-    return _save(fig, path)
+    return save_figure(fig, path)

@@ -199,6 +199,11 @@ def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, *, mean:
     """
     _check(norm=norm, eps=[eps], steps=steps, restarts=restarts, alpha=alpha)
     with _eval_mode(model):
+        if restarts == 1:  # one run keeps its last iterate: no scoring pass, no host sync (a training step's path)
+            x0 = to_pixels(x, mean, std)
+            start = _random_start(x0, eps, norm, generator) if random_start else x0
+            return _ascend(model, x0, start, y, eps, 2.5 * eps / steps if alpha is None else alpha, steps, norm,
+                           mean, std)
         return _pgd(model, x, y, eps, steps, alpha, norm, random_start, restarts, generator, mean, std)[0]
 
 

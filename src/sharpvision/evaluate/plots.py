@@ -5,19 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")  # files only, no display
-import matplotlib.pyplot as plt  # noqa: E402
-
-
-def _save(fig: plt.Figure, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+from sharpvision.figures import plt, save_figure  # plt after the display-free backend is set
 
 
 def accuracy_vs_eps(result: dict[str, Any], path: str | Path) -> Path:
@@ -29,7 +17,7 @@ def accuracy_vs_eps(result: dict[str, Any], path: str | Path) -> Path:
     ax.set(title=f"{result['model']}: {result['attack']} ({result['norm']}{steps}), n={result['n']}",
            xlabel="eps (pixel units, images in [0, 1])", ylabel="test accuracy (%)", ylim=(0, 100))
     ax.grid(alpha=0.3)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def corruption_heatmap(result: dict[str, Any], path: str | Path) -> Path:
@@ -49,4 +37,4 @@ def corruption_heatmap(result: dict[str, Any], path: str | Path) -> Path:
                                      f"mean corrupted {100 * result['mean_corruption_accuracy']:.1f}% "
                                      f"({result['table']} table, n={result['n']})")
     fig.colorbar(image, ax=ax, label="test accuracy (%)")
-    return _save(fig, path)
+    return save_figure(fig, path)
