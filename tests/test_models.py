@@ -56,7 +56,7 @@ def tiny(name: str) -> dict:
         return dict(depth=1, embed_dim=64, num_heads=2)
     if spec.family == "mixer":
         return dict(num_blocks=1, embed_dim=64)
-    if spec.family == "convnext":
+    if "depths" in spec.kwargs:  # timm ConvNeXt, and every step of the ConvNeXt roadmap (models.roadmap)
         return dict(depths=(1, 1, 1, 1), dims=(16, 32, 64, 128))
     layers = [min(n, 1) for n in spec.kwargs["layers"]]  # keeps WRN's empty 4th stage
     if "channels" in spec.kwargs:  # CIFAR stems: a quarter of the width (WRN's equal last two widths stay equal)
@@ -80,7 +80,7 @@ def check_train_step(model: nn.Module, x: torch.Tensor, num_classes: int) -> Non
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_train_step_at_intended_size(name: str) -> None:
+def test_train_step_at_intended_size(name: str, one_thread) -> None:
     torch.manual_seed(0)
     model = models.create(name, num_classes=7, **tiny(name))
     size = models.default_img_size(name)
@@ -89,7 +89,7 @@ def test_train_step_at_intended_size(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", BELOW_224)
-def test_train_step_fashion_mnist_size(name: str) -> None:
+def test_train_step_fashion_mnist_size(name: str, one_thread) -> None:
     torch.manual_seed(0)
     model = models.create(name, num_classes=10, img_size=28, in_chans=1, **tiny(name))
     check_train_step(model, torch.randn(2, 1, 28, 28), 10)
@@ -203,4 +203,4 @@ def test_listing_describe_and_family() -> None:
         assert "\n" not in text and f"{models.default_img_size(name)} px" in text and "timm" in text
         fam = models.family(name)
         assert fam in {"vit", "mixer", "resnet", "convnext"}
-        assert name.startswith(fam) or (fam == "resnet" and name.startswith("wrn"))
+        assert name.startswith((fam, "roadmap_")) or (fam == "resnet" and name.startswith("wrn"))

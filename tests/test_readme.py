@@ -14,6 +14,8 @@ LIBRARY, ANALYSIS_FUNCTIONS, ANALYZE = "sv.optim.SAM(", "A.hessian_eigenvalues("
 EXPERIMENTS = "experiments.load_suite("
 CLAIMS = "claims.evaluate("
 CORRUPTIONS = "corruption_accuracy(model, batches"
+FINETUNE = "finetune_recipe(source,"
+PRUNE = "keep_top(activity, 0.5"
 
 
 def python_blocks() -> list[tuple[Path, str]]:
@@ -33,7 +35,7 @@ def run(code: str, page: Path) -> dict:
 
 def test_every_python_example_is_run_by_a_test() -> None:
     """A new ```python block in the docs needs a test here (and its marker in the list above)."""
-    markers = (LIBRARY, ANALYSIS_FUNCTIONS, ANALYZE, EXPERIMENTS, CLAIMS, CORRUPTIONS)
+    markers = (LIBRARY, ANALYSIS_FUNCTIONS, ANALYZE, EXPERIMENTS, CLAIMS, CORRUPTIONS, FINETUNE, PRUNE)
     for page, code in python_blocks():
         assert sum(m in code for m in markers) == 1, (page, code[:200])
 
@@ -112,3 +114,30 @@ def test_corruption_example_runs() -> None:
     assert not torch.equal(foggy, scope["images"])
     assert list(result["accuracy"]) == ["gaussian_noise", "shot_noise", "impulse_noise", "fog"]  # the group, then fog
     assert result["n"] == 8 and all(list(per) == [1, 5] for per in result["accuracy"].values())
+
+
+@pytest.mark.needs_fmnist
+def test_finetune_example_runs(tiny_run: Path, tmp_path: Path) -> None:
+    """On the tiny run, two steps of a linear probe on the digits."""
+    page, block = example(FINETUNE)
+    paths = 'source, out = "runs/vit_fmnist", "runs/vit_probe"'
+    short = 'overrides=["data.img_size=28"]'
+    assert paths in block and short in block
+    code = block.replace(paths, f"source, out = {str(tiny_run)!r}, {str(tmp_path / 'probe')!r}").replace(
+        short, 'overrides=["data.img_size=28", "schedule.epochs=1", "train.max_steps_per_epoch=2", '
+               '"data.subset_test=64"]')
+    scope = run(code, page)
+    assert scope["summary"]["finetune"]["mode"] == "linear" and scope["summary"]["test_accuracy"] >= 0
+    assert scope["adapted"]["new"] == ["head.weight", "head.bias"] and scope["trainable"] == ["head.weight",
+                                                                                               "head.bias"]
+
+
+def test_prune_example_runs() -> None:
+    """On an untrained vit_micro and one batch of 4 images (the example's ``model`` and ``batches``)."""
+    page, block = example(PRUNE)
+    setup = ("import torch\nfrom sharpvision import models\n"
+             "model = models.create('vit_micro', num_classes=10, img_size=28, in_chans=1)\n"
+             "batches = [(torch.randn(4, 1, 28, 28), torch.zeros(4))]\n")
+    scope = run(setup + block, page)
+    assert [len(v) for v in scope["keep"].values()] == [96] * 4  # half of each hidden width of 192
+    assert scope["small"].blocks[0].mlp.fc1.out_features == 96

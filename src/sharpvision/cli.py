@@ -1,4 +1,4 @@
-"""``sharpvision`` command line: models, train, eval, analyze, reproduce, report, demo."""
+"""``sharpvision`` command line: models, train, finetune, prune, eval, analyze, reproduce, report, demo."""
 
 from __future__ import annotations
 
@@ -34,6 +34,33 @@ def cmd_train(args: argparse.Namespace) -> int:
     summary = train(cfg, out, resume=resume, stop_after_epoch=args.stop_after_epoch, progress=not args.quiet)
     if distributed.launched_rank() == 0:  # under torchrun, one summary, from rank 0
         print(json.dumps(summary, indent=2))
+    return 0
+
+
+def cmd_finetune(args: argparse.Namespace) -> int:
+    from sharpvision.train import distributed, finetune_recipe, train
+    cfg = finetune_recipe(args.source, args.data, args.mode, args.recipe, args.overrides)
+    out = Path(args.out) if args.out else Path("runs") / cfg.name
+    resume = args.resume or distributed.restarted()
+    summary = train(cfg, out, resume=resume, stop_after_epoch=args.stop_after_epoch, progress=not args.quiet)
+    if distributed.launched_rank() == 0:
+        print(json.dumps(summary, indent=2))
+    return 0
+
+
+def cmd_prune(args: argparse.Namespace) -> int:
+    from sharpvision.train.prune import prune_run
+    default = f"{Path(args.target).resolve()}-pruned{round(100 * args.amount)}-{args.by}"
+    out = Path(args.out) if args.out else Path(default)
+    s = prune_run(args.target, out, args.amount, args.by, sample=args.sample, seed=args.seed,
+                  finetune_epochs=args.finetune_epochs, progress=not args.quiet, command=_command())
+    print(f"{s['model']} pruned by {s['by']}, {100 * s['amount']:.0f}% of each hidden width: parameters "
+          f"{s['params_before']:,} -> {s['params']:,}, forward FLOPs {s['flops_before'] / 1e6:.2f}M -> "
+          f"{s['flops'] / 1e6:.2f}M, test accuracy {100 * s['test_accuracy_before']:.2f}% -> "
+          f"{100 * s['test_accuracy']:.2f}%" + (f", {100 * s['finetune']['test_accuracy']:.2f}% after "
+                                                 f"{s['finetune']['epochs']} epochs of fine-tuning"
+                                                 if "finetune" in s else ""))
+    print(f"wrote {out}")
     return 0
 
 
@@ -194,6 +221,37 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--stop-after-epoch", type=_positive, help="stop after this many epochs, resumable (time slices)")
     t.add_argument("--quiet", action="store_true", help="no progress bar or epoch lines")
     t.set_defaults(fn=cmd_train)
+
+    f = sub.add_parser("finetune", help="fine-tune or linear-probe trained weights on new data: sharpvision finetune "
+                                        "SOURCE --data digits [--mode linear] [key=value ...]")
+    f.add_argument("source", help="a run directory, a checkpoint folder, or a local timm weights file "
+                                  "(.safetensors, or a .pth loadable with weights_only)")
+    f.add_argument("overrides", nargs="*", help="dotted overrides, e.g. data.img_size=28 optim.lr=3e-4")
+    f.add_argument("--data", choices=["fashion_mnist", "cifar10", "cifar100", "digits", "folder"],
+                   help="the new dataset (default: the source's); a class split: data.classes=[5,6,7,8,9]")
+    f.add_argument("--mode", choices=["full", "linear"], default="full",
+                   help="full: every weight learns; linear: the new classifier only, on frozen features")
+    f.add_argument("--recipe", help="start from this recipe instead of the source run's own")
+    f.add_argument("--out", help="run directory (default runs/<source name>-ft|probe-<dataset>)")
+    f.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    f.add_argument("--stop-after-epoch", type=_positive, help="stop after this many epochs, resumable")
+    f.add_argument("--quiet", action="store_true", help="no progress bar or epoch lines")
+    f.set_defaults(fn=cmd_finetune)
+
+    pr = sub.add_parser("prune", help="cut a trained run's hidden widths (MLP units, ResNet block channels) by "
+                                      "activity or magnitude into a smaller run: sharpvision prune RUN --amount 0.5")
+    pr.add_argument("target", help="run directory or checkpoint folder")
+    pr.add_argument("--amount", type=float, required=True, help="share of each hidden width removed, in (0, 1)")
+    pr.add_argument("--by", choices=["activity", "magnitude"], default="activity",
+                    help="activity: units that fire least on a calibration sample go first; magnitude: smallest "
+                         "weight norm")
+    pr.add_argument("--sample", type=_positive, default=1024, help="--by activity: training examples measured")
+    pr.add_argument("--seed", type=int, default=0, help="seed of the calibration sample")
+    pr.add_argument("--finetune-epochs", type=int, default=0, help="then fine-tune the pruned model this many "
+                                                                   "epochs on its data (into OUT/finetune)")
+    pr.add_argument("--out", help="the pruned run directory (default RUN-pruned<amount>-<by>)")
+    pr.add_argument("--quiet", action="store_true")
+    pr.set_defaults(fn=cmd_prune)
 
     e = sub.add_parser("eval", help="test accuracy and loss of a run directory or checkpoint; robustness with "
                                      "--corruptions and --attack")

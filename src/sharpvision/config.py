@@ -35,18 +35,24 @@ class ModelConfig:
     drop_rate: float = 0.0  # dropout before the classifier (timm's drop_rate); in-block: kwargs.proj_drop_rate
     drop_path_rate: float = 0.0  # stochastic depth, rising linearly over the blocks
     kwargs: dict[str, Any] = field(default_factory=dict)  # extra constructor arguments for timm
+    widths: dict[str, int] = field(default_factory=dict)  # hidden widths kept by pruning (sharpvision prune): name -> n
 
     def check(self) -> None:
         _range("model.drop_rate", self.drop_rate, 0.0, 1.0, hi_open=True)
         _range("model.drop_path_rate", self.drop_path_rate, 0.0, 1.0, hi_open=True)
+        for name, width in self.widths.items():
+            if isinstance(width, bool) or not isinstance(width, int) or width < 1:
+                raise ConfigError(f"model.widths.{name}: {width!r} is not a width (an integer >= 1)")
 
 
 @dataclass
 class DataConfig:
-    dataset: Literal["fashion_mnist", "cifar10", "cifar100", "folder"] = "fashion_mnist"
+    # digits: scikit-learn's bundled 8 x 8 handwritten digits (1,797 real images; a fixed stratified third is test)
+    dataset: Literal["fashion_mnist", "cifar10", "cifar100", "digits", "folder"] = "fashion_mnist"
     root: str | None = None  # None: the dataset's default place (see sharpvision.data)
     download: bool = False  # CIFAR only: fetch through torchvision when missing
-    img_size: int | None = None  # None: the dataset's native size (28 / 32 / 224)
+    img_size: int | None = None  # None: the dataset's native size (28 / 32 / 8 / 224)
+    classes: tuple[int, ...] | None = None  # keep only these classes, relabelled 0..k-1 in this order; null: all
     fraction: float = 1.0  # stratified, seeded share of the training set (the paper's 1/2, 1/4, 1/10)
     label_noise: float = 0.0  # share of training labels replaced by a wrong class (label_noise_kind says which)
     label_noise_kind: Literal["symmetric", "pairflip"] = "symmetric"  # any other class / class c -> c + 1
@@ -82,6 +88,10 @@ class DataConfig:
         for name in ("subset_train", "subset_test"):
             if getattr(self, name) is not None:
                 _range(f"data.{name}", getattr(self, name), 1, None)
+        if self.classes is not None:
+            if len(self.classes) < 2 or len(set(self.classes)) != len(self.classes) or min(self.classes) < 0:
+                raise ConfigError(f"data.classes: {list(self.classes)} must list at least two different class "
+                                  "indices >= 0")
         if self.dataset == "folder" and not self.root:
             raise ConfigError("data.root: dataset 'folder' needs data.root, a folder with train/ and val/ "
                               "(ImageNet layout)")
@@ -220,6 +230,21 @@ class AdvConfig:
 
 
 @dataclass
+class FinetuneConfig:
+    """Start from trained weights instead of a fresh initialisation (transfer learning, Chen et al. Sec. 4)."""
+
+    source: str | None = None  # a run directory, a checkpoint folder, or a timm weights file (.safetensors / .pth)
+    mode: Literal["full", "linear"] = "full"  # linear: train the classifier only, the rest frozen in eval mode
+    head: Literal["new", "keep"] = "new"  # new: a fresh classifier for this data's classes; keep: the source's
+    ema: bool = False  # take the source run's EMA weights (or a timm file's state_dict_ema) instead of its weights
+
+    def check(self) -> None:
+        if self.source is None and (self.head == "keep" or self.ema):
+            field_ = "finetune.head: 'keep'" if self.head == "keep" else "finetune.ema: true"
+            raise ConfigError(f"{field_} needs finetune.source (the weights to start from)")
+
+
+@dataclass
 class Config:
     name: str = "run"
     seed: int = 0
@@ -229,6 +254,7 @@ class Config:
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     adv: AdvConfig = field(default_factory=AdvConfig)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
 
     def check(self) -> None:
         if not self.name.strip() or self.name in (".", "..") or "/" in self.name or "\\" in self.name:
@@ -285,10 +311,7 @@ def _coerce(name: str, tp: Any, value: Any) -> Any:
     if origin is Literal:
         return _coerce_literal(name, tp, value)
     if origin is tuple:
-        args = typing.get_args(tp)
-        if not isinstance(value, (list, tuple)) or len(value) != len(args):
-            raise ConfigError(f"{name}: expected a list of {len(args)} values, got {value!r}")
-        return tuple(_coerce(f"{name}[{i}]", a, v) for i, (a, v) in enumerate(zip(args, value)))
+        return _coerce_tuple(name, typing.get_args(tp), value)
     if origin is dict:
         if not isinstance(value, dict):
             raise ConfigError(f"{name}: expected a mapping, got {value!r}")
@@ -318,6 +341,17 @@ def _coerce_union(name: str, tp: Any, value: Any) -> Any:
         except ConfigError as e:
             errors.append(str(e))
     raise ConfigError(errors[0] if len(errors) == 1 else f"{name}: {value!r} matches none of {tp}")
+
+
+def _coerce_tuple(name: str, args: tuple[Any, ...], value: Any) -> tuple[Any, ...]:
+    """``tuple[float, float]`` (that many values) or ``tuple[int, ...]`` (any number)."""
+    if len(args) == 2 and args[1] is Ellipsis:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{name}: expected a list, got {value!r}")
+        return tuple(_coerce(f"{name}[{i}]", args[0], v) for i, v in enumerate(value))
+    if not isinstance(value, (list, tuple)) or len(value) != len(args):
+        raise ConfigError(f"{name}: expected a list of {len(args)} values, got {value!r}")
+    return tuple(_coerce(f"{name}[{i}]", a, v) for i, (a, v) in enumerate(zip(args, value)))
 
 
 def _coerce_literal(name: str, tp: Any, value: Any) -> Any:

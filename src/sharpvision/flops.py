@@ -51,6 +51,19 @@ def train_flops_per_image(model: nn.Module, example: torch.Tensor, loss_fn: nn.M
     return counter.get_total_flops() / len(example)
 
 
+def forward_flops(model: nn.Module, example: torch.Tensor) -> float:
+    """FLOPs of one inference forward per image (eval mode, no gradients), as the flop counter counts them
+    (2 per multiply-add; matmuls, convolutions and attention)."""
+    was_training = model.training
+    counter = FlopCounterMode(display=False)
+    try:
+        with torch.no_grad(), counter:
+            model.eval()(example)
+    finally:
+        model.train(was_training)
+    return counter.get_total_flops() / len(example)
+
+
 def peak_flops(device: torch.device, precision: str, override_tflops: float | None = None) -> float | None:
     """The device's dense peak FLOP/s for ``precision`` ("bf16" or "fp32"), or None when unknown (CPUs, unlisted GPUs).
 

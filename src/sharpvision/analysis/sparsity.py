@@ -76,3 +76,34 @@ def active_neuron_fraction(model: nn.Module, data: Batches, mode: str = "eval") 
         "n": num_examples(data),
         "settings": settings(n=num_examples(data), mode=mode),
     }
+
+
+def unit_activity(model: nn.Module, data: Batches, units: dict[str, tuple[str, int]], mode: str = "eval"
+                  ) -> dict[str, torch.Tensor]:
+    """Per hidden unit, the fraction of examples and positions where it is active (> 0): the ranking
+    ``sharpvision prune --by activity`` cuts by. ``units`` maps a width's name to (the module whose outputs are its
+    units, the dimension they sit on), as :func:`sharpvision.models.prune.prunable` gives them. Averaged over a
+    width's units, it is :func:`active_neuron_fraction`'s per-layer figure."""
+    device = next(model.parameters()).device
+    active: dict[str, torch.Tensor] = {}
+    total = dict.fromkeys(units, 0)
+
+    def counter(name: str, dim: int):
+        def hook(_module: nn.Module, _inputs: Any, output: torch.Tensor) -> None:
+            fired = (output > 0).movedim(dim, -1).flatten(0, -2).sum(0)
+            active[name] = active.get(name, torch.zeros_like(fired)) + fired
+            total[name] += output.numel() // output.shape[dim]
+        return hook
+
+    handles = [model.get_submodule(act).register_forward_hook(counter(name, dim)) for name, (act, dim) in units.items()]
+    try:
+        with analysis_mode(model, mode), torch.no_grad():
+            for x, _ in data:
+                model(x.to(device))
+    finally:
+        for handle in handles:
+            handle.remove()
+    missing = sorted(set(units) - set(active))
+    if missing:
+        raise ValueError(f"{', '.join(missing)}: the activation never ran in a forward pass (shared module?)")
+    return {name: (active[name].double() / total[name]).float().cpu() for name in units}

@@ -1,16 +1,18 @@
 """Dataset sources: raw training and test examples with their labels, before splits and transforms.
 
-Fashion-MNIST and CIFAR are held in memory as uint8 tensors (N x C x H x W), so indexing is a view and
+Fashion-MNIST, CIFAR and the digits are held in memory as uint8 tensors (N x C x H x W), so indexing is a view and
 per-sample transforms run on tensors; ImageFolder images are decoded from disk on access.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 import torchvision
 from PIL import Image, UnidentifiedImageError
@@ -20,6 +22,7 @@ from torch.utils.data import Dataset
 from sharpvision.config import DataConfig
 from sharpvision.data.errors import DataError
 from sharpvision.data.idx import read_idx
+from sharpvision.data.splits import stratified_split
 
 FASHION_MNIST_ROOT = Path("/usr/share/datasets/fashion-mnist")  # Debian package dataset-fashion-mnist
 CIFAR_ROOT = Path("~/.cache/sharpvision/cifar")  # outside the working directory, so any cwd finds it
@@ -85,16 +88,45 @@ class LabeledImages(Dataset):
 
 
 def load_source(cfg: DataConfig) -> Source:
-    """The raw dataset named by ``cfg.dataset`` from ``cfg.root`` (or the dataset's default place)."""
+    """The raw dataset named by ``cfg.dataset`` from ``cfg.root`` (or the dataset's default place), restricted to
+    ``cfg.classes`` when given."""
+    source = _load(cfg)
+    return source if cfg.classes is None else select_classes(source, cfg.classes)
+
+
+def _load(cfg: DataConfig) -> Source:
     if cfg.dataset == "fashion_mnist":
         return _fashion_mnist(Path(cfg.root) if cfg.root else FASHION_MNIST_ROOT)
     if cfg.dataset in ("cifar10", "cifar100"):
         return _cifar(cfg.dataset, Path(cfg.root or CIFAR_ROOT).expanduser(), cfg.download)
+    if cfg.dataset == "digits":
+        return _digits()
     if cfg.dataset == "folder":
         if not cfg.root:
             raise DataError("dataset 'folder' needs data.root, a folder with train/ and val/ (ImageNet layout)")
         return _folder(Path(cfg.root).expanduser())
     raise DataError(f"unknown dataset {cfg.dataset!r}")
+
+
+def select_classes(source: Source, classes: tuple[int, ...]) -> Source:
+    """The examples of ``classes`` only, relabelled 0..k-1 in the order given: a class split for transfer
+    (pre-train on some classes, fine-tune on the others) or a smaller task."""
+    bad = [c for c in classes if c >= source.num_classes]
+    if bad:
+        raise DataError(f"data.classes: {bad} out of range, the dataset has classes 0-{source.num_classes - 1}")
+    relabel = torch.full((source.num_classes,), -1, dtype=torch.long)
+    relabel[list(classes)] = torch.arange(len(classes))
+
+    def keep(images: Images, labels: torch.Tensor) -> tuple[Images, torch.Tensor]:
+        idx = torch.nonzero(relabel[labels] >= 0).flatten()
+        if isinstance(images, FolderImages):
+            return FolderImages([images.paths[i] for i in idx.tolist()]), relabel[labels[idx]]
+        return images[idx], relabel[labels[idx]]
+
+    (train_images, train_labels), (test_images, test_labels) = (keep(source.train_images, source.train_labels),
+                                                                 keep(source.test_images, source.test_labels))
+    return dataclasses.replace(source, train_images=train_images, train_labels=train_labels, test_images=test_images,
+                               test_labels=test_labels, num_classes=len(classes))
 
 
 def _fashion_mnist(root: Path) -> Source:
@@ -140,6 +172,26 @@ def _cifar(name: str, root: Path, download: bool) -> Source:
     return Source(train_images=images(train), train_labels=torch.tensor(train.targets), test_images=images(test),
                   test_labels=torch.tensor(test.targets), num_classes=len(train.classes), in_chans=3, native_size=32,
                   mean=mean, std=std)
+
+
+DIGITS_TEST_SHARE = 1 / 3  # a fixed stratified third (599 images) is the test set, the same for every run
+
+
+def _digits() -> Source:
+    """scikit-learn's bundled handwritten digits: 1,797 real 8 x 8 grey images (16 grey levels) of 10 classes,
+    no download. They have no official split: a stratified third, drawn with its own fixed seed, is the test set."""
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError:
+        raise DataError("dataset 'digits' needs scikit-learn (its bundled copy of the data): "
+                        "pip install 'sharpvision[digits]' or pip install scikit-learn") from None
+    digits = load_digits()
+    images = torch.from_numpy(np.rint(digits.images * 255 / 16).astype(np.uint8)).unsqueeze(1)
+    labels = torch.from_numpy(digits.target).long()
+    test, train = stratified_split(digits.target, DIGITS_TEST_SHARE, seed=0, stream=0)
+    return Source(train_images=images[train], train_labels=labels[train], test_images=images[test],
+                  test_labels=labels[test], num_classes=10, in_chans=1, native_size=8, mean=(0.3055,),
+                  std=(0.3760,))
 
 
 def _folder(root: Path) -> Source:

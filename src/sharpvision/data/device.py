@@ -37,8 +37,8 @@ class DeviceImages:
     @classmethod
     def of(cls, dataset: LabeledImages, bundle: DataBundle, device: torch.device) -> DeviceImages:
         if not isinstance(dataset.images, torch.Tensor):
-            raise ConfigError("data.loader: 'device' needs in-memory images (fashion_mnist, cifar10, cifar100); "
-                              "image folders decode from disk: use data.loader='dataloader'")
+            raise ConfigError("data.loader: 'device' needs in-memory images (fashion_mnist, cifar10, cifar100, "
+                              "digits); image folders decode from disk: use data.loader='dataloader'")
         images = dataset.images[dataset.indices].to(device)
         shape = (-1, 1, 1)
         return cls(images, dataset.labels.to(device), torch.tensor(bundle.mean, device=device).view(shape),

@@ -2,11 +2,14 @@
 
 Names follow Chen et al. (ICLR 2022, Table 2) for the 224 px models, with small-image (32 px) and CPU-sized
 (28 px) variants for CIFAR / Fashion-MNIST. Every model is a timm class, so weights and blocks are timm's own;
-nothing is ever pretrained.
+nothing is ever pretrained. The exception is the ConvNeXt paper's roadmap (``roadmap_00_resnet50`` ...
+``roadmap_15_convnext_t`` and their ``_micro`` versions): its in-between networks exist in no library, so
+``models.roadmap`` assembles them from timm layers.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import inspect
 from collections.abc import Callable
@@ -25,6 +28,7 @@ from torch import nn
 
 from sharpvision.errors import SharpvisionError
 from sharpvision.models.cifar import cifar_convnext, cifar_resnet
+from sharpvision.models.roadmap import STEPS, Step, roadmap_net
 
 PAPER, SMALL, MICRO = "paper", "small-image", "CPU micro"
 
@@ -96,6 +100,21 @@ def _convnext(label: str, depths: tuple[int, ...], dims: tuple[int, ...], patch:
                      f"patch-{patch} stem, total stride {8 * patch}")
 
 
+def _roadmap(step: Step, micro: bool) -> tuple[str, ModelSpec]:
+    """A step of the ConvNeXt paper's ResNet-50 -> ConvNeXt-T roadmap (``models.roadmap``), at 224 px or micro.
+
+    Family 'resnet' for ResNet-50 and its stage-ratio change, 'convnext' from the patchify stem on.
+    """
+    design = step.micro if micro else step.design
+    scale = ("the paper's step with depths and widths / 3, stem stride / 2" if micro else
+             f"{step.paper_gflops} GFLOPs in the paper")
+    description = (f"roadmap step {step.index:02d}, {step.change} ({MICRO if micro else PAPER}), {scale}; "
+                   f"timm layers: {design.summary()}")
+    return step.name + ("_micro" if micro else ""), ModelSpec(
+        roadmap_net, dataclasses.asdict(design), 28 if micro else 224, "resnet" if step.index < 2 else "convnext",
+        description)
+
+
 _CONVNEXT_T = dict(depths=(3, 3, 9, 3), dims=(96, 192, 384, 768))
 _CONVNEXT_S = dict(depths=(3, 3, 27, 3), dims=(96, 192, 384, 768))
 _CONVNEXT_B = dict(depths=(3, 3, 27, 3), dims=(128, 256, 512, 1024))
@@ -142,6 +161,9 @@ REGISTRY: dict[str, ModelSpec] = {
                              f"Mixer micro ({MICRO}), timm MlpMixer patch 4, dim 96, 4 blocks"),
     "resnet_micro": _cifar("ResNet micro", [1, 1, 1, 1], (16, 32, 64, 128), 16, 28, MICRO),
     "convnext_micro": _convnext("ConvNeXt micro", (1, 1, 2, 1), (32, 64, 128, 256), patch=2, img=28, kind=MICRO),
+    # Liu et al. 2022, Fig. 2: ResNet-50 -> ConvNeXt-T one change at a time (224 px), then the same steps CPU-sized
+    **dict(_roadmap(step, micro=False) for step in STEPS),
+    **dict(_roadmap(step, micro=True) for step in STEPS),
 }
 
 

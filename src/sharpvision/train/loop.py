@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -48,7 +49,14 @@ def train(cfg: Config, out_dir: str | Path, resume: bool = False, stop_after_epo
     if rt.device.type == "cuda":
         rt.device = torch.device("cuda", d.local_rank)
     with threads(cfg.train.threads):
-        s = build_session(cfg, RunDir.open(out_dir, cfg, resume, writes=d.main), resume, progress and d.main, rt, d)
+        created = _first_missing(Path(out_dir))
+        try:
+            s = build_session(cfg, RunDir.open(out_dir, cfg, resume, writes=d.main), resume, progress and d.main, rt,
+                              d)
+        except SharpvisionError:  # bad input found while building (a source that does not fit, ...): leave no trace
+            if created is not None and d.main:
+                shutil.rmtree(created, ignore_errors=True)
+            raise
         _announce(s)
         try:
             for epoch in range(s.state.epoch, cfg.schedule.epochs):
@@ -243,6 +251,7 @@ def _summary(s: Session, last: dict[str, Any]) -> dict[str, Any]:
         "model": cfg.model.name,
         "optimizer": _optimizer_name(cfg, s.optimizer),
         **({"adversarial": describe_adv(cfg.adv)} if cfg.adv.method != "none" else {}),  # train_* are on its inputs
+        **({"finetune": _finetune_record(s)} if cfg.finetune.source or cfg.finetune.mode == "linear" else {}),
         "params": sum(p.numel() for p in s.model.parameters()),
         "epochs": state.epoch,
         "steps": state.step,
@@ -262,6 +271,23 @@ def _summary(s: Session, last: dict[str, Any]) -> dict[str, Any]:
         "precision": str(rt.amp_dtype).replace("torch.", "") if rt.amp_dtype else "fp32",
         "torch": str(torch.__version__),
     }
+
+
+def _first_missing(path: Path) -> Path | None:
+    """The outermost folder of ``path`` that does not exist yet (what opening the run directory creates)."""
+    missing = None
+    for folder in (path.absolute(), *path.absolute().parents):
+        if folder.exists():
+            return missing
+        missing = folder
+    return missing
+
+
+def _finetune_record(s: Session) -> dict[str, Any]:
+    """How a fine-tune or linear probe started: its mode, trainable parameters and source (None: a probe of random
+    features, the baseline a probe of trained ones is compared with)."""
+    return {"mode": s.cfg.finetune.mode, "trainable_params": sum(p.numel() for p in s.model.parameters()
+                                                                 if p.requires_grad), "source": s.run.source}
 
 
 def read_summary(run_dir: str | Path) -> dict[str, Any]:

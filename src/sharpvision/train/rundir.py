@@ -45,6 +45,7 @@ class RunDir:
     cfg: Config
     writes: bool = True  # False on ranks other than 0
     config_saved: bool = False  # config.yaml holds this run's recipe (a resume writes it at its first checkpoint)
+    source: dict[str, Any] | None = None  # the weights a fine-tune started from (finetune.source), for the manifest
 
     @property
     def checkpoints(self) -> Path:
@@ -96,7 +97,8 @@ class RunDir:
         state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "loop": dict(loop_state),
                  "rng": rng}
         manifest = {"epoch": loop_state["epoch"], "model": self.cfg.model.name, "world_size": len(rng),
-                    "versions": versions(), "config": self.cfg.to_dict()}
+                    "versions": versions(), "config": self.cfg.to_dict(),
+                    **({"finetune": self.source} if self.source else {})}
         if not self.config_saved:  # a resume's allowed changes (data.root, ...), once it has run
             svconfig.dump(self.cfg, self.path / "config.yaml")
             self.config_saved = True
@@ -121,6 +123,7 @@ class RunDir:
                                        f"({e})") from None
         if ema is not None and data.ema is not None:
             ckpt.fit(ema, data.ema, data.path / "ema.safetensors", "the EMA model")
+        self.source = data.manifest.get("finetune")  # later checkpoints keep recording it
         rng = data.state["rng"]
         if rank < len(rng):
             ckpt.set_rng_state(rng[rank])

@@ -21,6 +21,7 @@ from sharpvision import data as svdata
 from sharpvision import models
 from sharpvision.analysis.core import Batches, sample_batches
 from sharpvision.config import Config, ConfigError
+from sharpvision.models.transfer import TransferError, fit_source, freeze_backbone, read_source
 from sharpvision.optim import build_optimizer, build_scheduler
 from sharpvision.runtime import Runtime, seed_everything
 from sharpvision.train import distributed
@@ -66,7 +67,12 @@ def build_session(cfg: Config, run: RunDir, resume: bool, progress: bool, rt: Ru
     """Data, model (rank 0's weights everywhere), optimizer, schedule, EMA, step; restored when resuming."""
     seed_everything(cfg.seed)
     bundle = svdata.build_datasets(cfg.data, label_smoothing=cfg.train.label_smoothing)
-    model = models.from_config(cfg, bundle).to(rt.device)
+    model = models.from_config(cfg, bundle)
+    if cfg.finetune.source and not (resume and run.has_checkpoint):  # a resumed run's weights come from its own
+        run.source = start_from_source(cfg, model)
+    if cfg.finetune.mode == "linear":
+        freeze_backbone(model)
+    model = model.to(rt.device)
     model = rt.prepare(cfg, model, torch.zeros(2, bundle.in_chans, bundle.img_size, bundle.img_size))
     if d.rank:  # the weights are rank 0's (DDP broadcasts them); dropout and augmentation draws differ per worker
         seed_everything(distributed.rank_seed(cfg.seed, d.rank))
@@ -86,6 +92,15 @@ def build_session(cfg: Config, run: RunDir, resume: bool, progress: bool, rt: Ru
     loaders = svdata.Loaders.build(bundle, cfg.data, cfg.seed, rt.device, d.rank, d.world)  # on the GPU if it pays
     return Session(cfg, rt, d, run, model, optimizer, scheduler, ema, step, m, bundle.mixup, loaders, logger,
                    steps_per_epoch, state, lambda_max_data, progress)
+
+
+def start_from_source(cfg: Config, model: nn.Module) -> dict[str, Any]:
+    """Load ``finetune.source`` into the freshly built model; returns what the manifest records of it."""
+    src = read_source(cfg.finetune.source, cfg.finetune.ema)
+    if src.model_name is not None and src.model_name != cfg.model.name:
+        raise TransferError(f"finetune.source {cfg.finetune.source}: it trained {src.model_name!r} but model.name is "
+                            f"{cfg.model.name!r}; set model.name={src.model_name}")
+    return {**src.info, "model": src.model_name or cfg.model.name, "adapted": fit_source(model, src, cfg.finetune)}
 
 
 def _step_fn(cfg: Config, model: nn.Module, optimizer: Any, scheduler: Any, bundle: svdata.DataBundle, rt: Runtime,

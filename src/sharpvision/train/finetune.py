@@ -1,0 +1,64 @@
+"""Fine-tuning and linear probes as recipes: the recipe of a run that starts from a source's weights.
+
+A fine-tune is an ordinary training run (same loop, checkpoints, exact resume, DDP) whose model starts from
+``finetune.source``; :func:`finetune_recipe` writes that recipe from the source run's own, so a user only names the
+source and the new data.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from sharpvision import checkpoint as ckpt
+from sharpvision import config as svconfig
+from sharpvision.config import Config, ConfigError
+from sharpvision.models.transfer import WEIGHT_FILES, TransferError
+
+# data fields a fine-tune keeps from its source's recipe; the rest of ``data`` starts from the defaults (the source's
+# fraction, label noise or class subset describe the source's data, not the new one)
+KEPT_DATA = ("batch_size", "eval_batch_size", "loader", "num_workers", "augment")
+
+
+def finetune_recipe(source: str | Path, dataset: str | None = None, mode: str = "full",
+                    recipe: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """The recipe that fine-tunes (``mode='full'``) or linear-probes (``'linear'``) ``source`` on ``dataset``.
+
+    It starts from ``recipe`` when given, else from the source run's own recipe (its model, optimizer, schedule and
+    training settings; data reset but for the batch and loader fields), else (a bare weights file) from the defaults,
+    where ``model.name=...`` must name the architecture. ``overrides`` are applied last.
+    """
+    base, name = _base(Path(source).expanduser(), recipe, overrides or [])
+    if recipe is None:
+        kept = {k: base["data"][k] for k in KEPT_DATA}
+        base["data"] = {**kept, "dataset": base["data"]["dataset"]}
+        base["adv"] = {}
+    if dataset is not None:
+        base["data"]["dataset"] = dataset
+    label = base["data"].get("dataset", "fashion_mnist")
+    base["name"] = f"{name}-{'probe' if mode == 'linear' else 'ft'}-{label}"
+    base["finetune"] = {**base.get("finetune", {}), "source": str(source), "mode": mode}
+    return svconfig.from_dict(svconfig.apply_overrides(base, overrides or []))
+
+
+def _base(source: Path, recipe: str | Path | None, overrides: list[str]) -> tuple[dict[str, Any], str]:
+    """The recipe to start from as a dict, and the source's name for the new run's name."""
+    if not source.exists():
+        raise TransferError(f"finetune source {source}: no such file or directory")
+    weights_file = source.is_file() and source.suffix in WEIGHT_FILES and not (source.parent / "manifest.json").exists()
+    if recipe is not None:
+        return svconfig.load(recipe).to_dict(), source.stem if weights_file else _run_name(source)
+    if weights_file:
+        if not any(o.startswith("model.name=") for o in overrides):
+            raise ConfigError(f"finetune source {source}: a weights file does not say which model it is; give "
+                              "model.name=NAME (a sharpvision or timm name), or --recipe")
+        return Config().to_dict(), source.stem
+    manifest = json.loads((ckpt.resolve(source) / "manifest.json").read_text())
+    return svconfig.with_defaults(svconfig.upgrade(manifest["config"])), _run_name(source)
+
+
+def _run_name(source: Path) -> str:
+    """runs/vit_sam or runs/vit_sam/checkpoints/step_N -> vit_sam."""
+    folder = ckpt.resolve(source)
+    return folder.parent.parent.name if folder.parent.name == "checkpoints" else folder.name
