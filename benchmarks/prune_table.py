@@ -96,7 +96,7 @@ def main() -> None:
     p.add_argument("--paper-cpu", type=Path, default=RESULTS / "paper_cpu", help="the paper-cpu suite directory")
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--sample", type=int, default=1024, help="calibration examples for the activity ranking")
-    p.add_argument("--partial", type=Path, default=RESULTS / "prune_cpu.partial.json", help="resume file")
+    p.add_argument("--partial", type=Path, default=RESULTS / "prune_cpu" / "partial.json", help="resume file")
     args = p.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
     sources = json.loads(args.partial.read_text()) if args.partial.is_file() else {}
@@ -110,6 +110,7 @@ def main() -> None:
                 if not (run_dir / "summary.json").is_file():
                     raise SystemExit(f"{run_dir}: not finished; run `sharpvision reproduce paper-cpu` first")
                 sources[key] = prune_source(run_dir, args.sample)
+                args.partial.parent.mkdir(parents=True, exist_ok=True)
                 args.partial.write_text(json.dumps(sources, indent=1) + "\n")
                 print(f"{key}: {sources[key]['test_accuracy']:.4f} -> activity@0.5 "
                       f"{sources[key]['pruned']['activity@0.5']['test_accuracy']:.4f}", flush=True)

@@ -361,6 +361,22 @@ def corruptions_speed(path: Path) -> str:
     return f"{table(header, rows)}\n\n{text}\n\n{standard_source(path, d)}"
 
 
+@renders("sam_memory")
+def sam_memory(path: Path) -> str:
+    """benchmarks/sam_memory.py: peak tensor memory of a SAM step against its base step."""
+    d = load(path)
+    rows = [[f"`{name}`", f"{r['base_peak_mb']:.1f}", f"{r['sam_peak_mb']:.1f}", f"{r['ratio']:.3f}x",
+             f"{r['weights_mb']:.2f}", f"{r['extra_mb']:.2f}", f"{r['extra_beyond_weights_and_bn_stats_bytes']:,}"]
+            for name, r in d["models"].items()]
+    header = ["model", "AdamW step (MB)", "SAM step (MB)", "SAM / AdamW", "weights (MB)", "SAM's extra (MB)",
+              "extra beyond weights + BN statistics (bytes)"]
+    text = paragraph(f"Peak tensor memory of one training step (the trainer's step, batch {d['batch']}, 28 px, "
+                     "AdamW, clipping on). SAM's extra is one copy of the weights (the point it restores), plus the "
+                     "BatchNorm statistics kept so its second pass does not update them, plus a few KiB that do not "
+                     "grow with the model (the RNG state kept to replay dropout masks, the first pass's outputs).")
+    return f"{table(header, rows)}\n\n{text}\n\n{standard_source(path, d)}"
+
+
 @renders("ntk_families")
 def ntk_families(path: Path) -> str:
     d = load(path)

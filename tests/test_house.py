@@ -28,7 +28,7 @@ LAYERS = [
     {"errors"},
     {"config"},
     {"passes", "checkpoint", "figures"},
-    {"flops", "models", "optim", "data"},
+    {"flops", "memory", "models", "optim", "data"},
     {"runtime"},
     {"analysis", "evaluate"},
     {"train"},

@@ -1,6 +1,7 @@
 """The lean step: FLOP counts and MFU, one compiled graph for both SAM passes, channels_last, fused optimizers."""
 
 from contextlib import nullcontext
+from functools import partial
 
 import pytest
 import torch
@@ -97,3 +98,28 @@ def test_trainer_reports_flops_and_mfu_and_trains_compiled(tmp_path, monkeypatch
     compiled = train(config.load(TINY, [*sam, "train.compile=true"]), tmp_path / "b", progress=False)
     assert counter.frame_count == 1  # 3 SAM steps = 6 passes, one graph
     assert compiled["train_loss"] == pytest.approx(summary["train_loss"], rel=1e-5) and compiled["mfu"] is None
+
+
+@pytest.mark.parametrize("name", ["vit_micro", "resnet_micro"])
+def test_a_sam_step_holds_one_copy_of_the_weights_more_than_the_base_step(name: str, one_thread) -> None:
+    """The trainer's own step (make_step, gradient clipping on), after a first step has made the optimizer state:
+    the peak of a SAM step exceeds the AdamW step's by the weights' bytes (the backup SAM restores from), the
+    BatchNorm statistics (kept so the second pass does not update them) and a few KiB that do not grow with the
+    model (the RNG state kept to replay dropout masks, the first pass's loss and logits)."""
+    from sharpvision import models
+    from sharpvision.memory import peak_bytes
+
+    peaks = {}
+    for sam in (False, True):
+        torch.manual_seed(0)
+        model = models.create(name, num_classes=10, img_size=28, in_chans=1, **(
+            dict(depth=2) if name == "vit_micro" else {}))
+        opt = build_optimizer(model, OptimConfig(sam=sam, rho=0.05))
+        step = make_step(model, opt, nn.CrossEntropyLoss(), 1.0, nullcontext)
+        x, y = torch.randn(16, 1, 28, 28), torch.randint(0, 10, (16,))
+        step(x, y)
+        peaks[sam] = peak_bytes(partial(step, x, y))
+    weights = sum(p.numel() * p.element_size() for p in model.parameters())
+    bn_stats = sum(b.numel() * b.element_size() for n, b in model.named_buffers() if "running_" in n)
+    rest = peaks[True] - peaks[False] - weights - bn_stats
+    assert 0 <= rest <= 8 * 1024, rest  # the RNG state (5,056 bytes on CPU) and the first pass's loss and logits
