@@ -377,6 +377,65 @@ def sam_memory(path: Path) -> str:
     return f"{table(header, rows)}\n\n{text}\n\n{standard_source(path, d)}"
 
 
+def _mean_or_ms(cell: dict[str, float], n: int, digits: int = 1) -> str:
+    """mean +- std over seeds, or the one value when n = 1."""
+    return f"{cell['mean']:.{digits}f}" if n == 1 else mean_std(cell, digits)
+
+
+@renders("prune")
+def prune_table(path: Path) -> str:
+    """benchmarks/prune_table.py: accuracy lost by pruning, AdamW against SAM models."""
+    d = load(path)
+    seeds, rows = d["seeds"], []
+    for family, t in d["table"].items():
+        acc = {s: [100 * d["sources"][f"{family}/{s}/seed{seed}"]["test_accuracy"] for seed in seeds]
+               for s in ("vanilla", "sam")}
+        first = d["sources"][f"{family}/vanilla/seed{seeds[0]}"]
+        half = first["pruned"]["activity@0.5"]
+        row = [f"`{family}_micro`", " / ".join(_mean_or_ms({"mean": statistics.fmean(v), "std": statistics.pstdev(v)
+                                                              if len(v) == 1 else statistics.stdev(v)}, len(v))
+                                                for v in acc.values())]
+        for key in ("activity@0.25", "activity@0.5", "activity@0.75", "magnitude@0.5"):
+            r = t["drops"][key]
+            p_value = f", p {r['paired_t_p']:.2f}" if r["paired_t_p"] is not None else ""
+            row.append(f"{_mean_or_ms(r['drop_vanilla'], r['n'])} / {_mean_or_ms(r['drop_sam'], r['n'])}{p_value}")
+        row.append(f"{half['params'] / first['params']:.2f} / {half['flops'] / first['flops']:.2f}")
+        rows.append(row)
+    header = ["model", "test accuracy AdamW / SAM (%)", "drop at 25% by activity, AdamW / SAM (points)",
+              "at 50%", "at 75%", "at 50% by magnitude", "params / FLOPs kept at 50%"]
+    text = paragraph(f"paper-cpu's Table 2 models, seeds {', '.join(map(str, seeds))} (n = {len(seeds)} per cell); "
+                     f"every hidden width cut by the share given, ranked by activity on {d['sample']:,} training "
+                     "images or by weight magnitude, no fine-tuning; test accuracy on all 10,000 test images. A "
+                     "drop is the accuracy before minus after, in points; with n > 1, mean +- std and the paired "
+                     "t-test's p (SAM against AdamW, decided before the runs).")
+    return f"{table(header, rows)}\n\n{text}\n\n{standard_source(path, d)}"
+
+
+@renders("transfer")
+def transfer_table(path: Path) -> str:
+    """benchmarks/transfer_table.py: probe and fine-tune accuracy from AdamW and SAM sources."""
+    d = load(path)
+    rows = []
+    for key, r in d["table"].items():
+        transfer, model, mode = key.split("/")
+        p_value = f"{r['paired_t_p']:.2f}" if r["paired_t_p"] is not None else "n/a (n = 1)"
+        rows.append([transfer, f"`{model}_micro`", mode, _mean_or_ms({k: 100 * v for k, v in r["vanilla"].items()},
+                                                                     r["n"]),
+                     _mean_or_ms({k: 100 * v for k, v in r["sam"].items()}, r["n"]),
+                     _mean_or_ms({k: 100 * v for k, v in r["sam_minus_vanilla"].items()}, r["n"]),
+                     f"{r['sam_better_seeds']}/{r['n']}", p_value])
+    header = ["transfer", "model", "mode", "from AdamW (%)", "from SAM (%)", "SAM - AdamW (points)",
+              "seeds SAM better", "paired t-test p"]
+    text = paragraph(f"Test accuracy after a linear probe or a full fine-tune (AdamW, 30 epochs, no SAM, the same "
+                     f"recipe for every source), seeds {', '.join(map(str, d['seeds']))}. "
+                     + " ".join(about for name, about in (
+                         ("digits", "digits: scikit-learn's digits (1,198 training, 599 test images, resized to 28 "
+                                    "px) from the paper-cpu Table 2 sources."),
+                         ("split", "split: Fashion-MNIST classes 5-9 from sources pre-trained on classes 0-4."))
+                                if any(k.startswith(name + "/") for k in d["table"])))
+    return f"{table(header, rows)}\n\n{text}\n\n{standard_source(path, d)}"
+
+
 @renders("ntk_families")
 def ntk_families(path: Path) -> str:
     d = load(path)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import statistics
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,15 @@ def cell_metrics(result: dict[str, Any]) -> dict[str, float]:
     if val:
         out["best_val_accuracy"] = max(val)
     return out
+
+
+ATTACK_METRIC = re.compile(r"^(fgsm|pgd)_(linf|l2)_accuracy@(.+)$")  # pgd_linf_accuracy@0.05: one per attack/eps
+
+
+def attack_metric(name: str) -> tuple[str, str, float] | None:
+    """(attack, norm, eps) of a robust-accuracy metric name such as ``pgd_linf_accuracy@0.05``; None for others."""
+    match = ATTACK_METRIC.match(name)
+    return (match[1], match[2], float(match[3])) if match else None
 
 
 def eval_metrics(run_dir: Path) -> dict[str, float]:

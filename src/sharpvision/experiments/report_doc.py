@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sharpvision.experiments.aggregate import attack_metric
+
 
 @dataclass(frozen=True)
 class Heading:
@@ -98,9 +100,9 @@ def mean_std(stats: dict[str, float], scale: float = 1.0) -> str:
 def glossary(names: list[str]) -> list[Block]:
     """The glossary section for the numbers a report shows, in the glossary's order."""
     items = tuple((name, meaning) for name, meaning in GLOSSARY.items() if name in names)
-    items += tuple((name, f"top-1 test accuracy under {name.split('_')[0].upper()} ({name.split('_')[1]}) at eps "
-                          f"{name.split('@')[1]} in pixel units (sharpvision eval --attack)")
-                   for name in names if "_accuracy@" in name)
+    items += tuple((name, f"top-1 test accuracy under {attack.upper()} ({norm}) at eps {eps:g} in pixel units "
+                          "(sharpvision eval --attack)")
+                   for name in names if (parsed := attack_metric(name)) for attack, norm, eps in [parsed])
     return [Heading("Glossary", id="glossary"), Terms(items)]
 
 

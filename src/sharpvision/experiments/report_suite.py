@@ -18,7 +18,7 @@ import yaml
 
 from sharpvision import config as svconfig
 from sharpvision.experiments import report_figures
-from sharpvision.experiments.aggregate import aggregate
+from sharpvision.experiments.aggregate import aggregate, attack_metric
 from sharpvision.experiments.report_doc import Block, Code, Figure, Heading, Table, Text, glossary, mean_std
 from sharpvision.experiments.suite import Suite, load_suite
 
@@ -36,7 +36,6 @@ COLUMNS: tuple[tuple[str, str, float], ...] = (  # metric, header, scale (accura
     ("active_fraction_first_block", "active fraction, first block", 1),
     ("corruption_clean_accuracy", "clean acc. % (-C images)", 100),
     ("mean_corruption_accuracy", "mean corrupted acc. %", 100))
-ATTACK_METRIC = "_accuracy@"  # robust accuracy columns: pgd_linf_accuracy@0.05 (one per attack, norm and eps)
 BLOCK_PIECES = (  # analysis piece, figure name, title, y label, log scale
     ("hessian", "lambda_max", "top Hessian eigenvalue (lambda_max) per block", "lambda_max", True),
     ("sparsity", "sparsity", "active-neuron fraction per block", "fraction active", False))
@@ -154,10 +153,9 @@ def _table(data: SuiteDir, groups: list[dict[str, Any]]) -> Table | None:
 
 def _columns(groups: list[dict[str, Any]]) -> list[tuple[str, str, float]]:
     """The fixed columns, then one per attack, norm and eps the cells were evaluated at."""
-    attacks = sorted({m for g in groups for m in g["metrics"] if ATTACK_METRIC in m},
-                     key=lambda m: (m.split("@")[0], float(m.split("@")[1])))
-    return [*COLUMNS, *((m, f"{m.split('_')[0].upper()} {m.split('_')[1]} eps {m.split('@')[1]} acc. %", 100)
-                        for m in attacks)]
+    attacks = sorted({m: attack_metric(m) for g in groups for m in g["metrics"] if attack_metric(m)}.items(),
+                     key=lambda item: item[1])
+    return [*COLUMNS, *((m, f"{attack.upper()} {norm} eps {eps:g} acc. %", 100) for m, (attack, norm, eps) in attacks)]
 
 
 def _has(groups: Iterable[dict[str, Any]], metric: str) -> bool:
