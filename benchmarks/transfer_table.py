@@ -83,10 +83,12 @@ def main() -> None:
     p.add_argument("--paper-cpu", type=Path, default=RESULTS / "paper_cpu", help="the paper-cpu suite directory")
     p.add_argument("--out", type=Path, default=RESULTS / "transfer_cpu", help="where the runs go")
     p.add_argument("--seeds", default=",".join(map(str, SEEDS)))
+    p.add_argument("--transfers", default=",".join(TRANSFERS), help="digits, split or both")
     args = p.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
+    transfers = [t for t in args.transfers.split(",") if t in TRANSFERS]
     cells: dict[str, dict[str, Any]] = {}
-    for transfer in TRANSFERS:
+    for transfer in transfers:
         for model in MODELS:
             for setting in SETTINGS:
                 for seed in seeds:
@@ -103,7 +105,7 @@ def main() -> None:
                                                 seed)
                         print(f"{key}: {cells[key]['test_accuracy']:.4f}", flush=True)
     table = {}
-    for transfer in TRANSFERS:
+    for transfer in transfers:
         for model in MODELS:
             for mode in MODES:
                 acc = {s: [cells[f"{transfer}/{model}/{mode}/{s}/seed{seed}"]["test_accuracy"] for seed in seeds]
