@@ -59,6 +59,9 @@ INDEPENDENT = {
     "model.drop_rate": UNIT,
     "model.drop_path_rate": UNIT,
     "model.kwargs": st.dictionaries(TEXT, SCALARS, max_size=3),
+    "model.widths": st.dictionaries(TEXT, st.integers(1, 4096), max_size=3),
+    "data.classes": st.none() | st.lists(st.integers(0, 1000), min_size=2, max_size=5, unique=True),
+    "finetune.mode": st.sampled_from(choices("finetune.mode")),
     "data.download": st.booleans(),
     "data.img_size": st.none() | st.integers(8, 4096),
     "data.fraction": st.floats(0, 1, exclude_min=True),
@@ -142,6 +145,7 @@ def valid_dicts(draw) -> dict:
     dataset = draw(st.sampled_from(choices("data.dataset")))
     root = draw(st.none() | TEXT)
     mixes = flat["data.augment"] == "strong" and (flat["data.mixup"] > 0 or flat["data.cutmix"] > 0)
+    source = draw(st.none() | TEXT)
     flat |= {
         "optim.name": name,
         "optim.nesterov": draw(st.booleans()) if name == "sgd" else False,
@@ -159,6 +163,9 @@ def valid_dicts(draw) -> dict:
         "schedule.epochs": epochs,
         "schedule.warmup_epochs": draw(st.floats(0, epochs)),
         "adv.method": "none" if mixes else draw(st.sampled_from(choices("adv.method"))),  # no attack on mixed batches
+        "finetune.source": source,
+        "finetune.head": draw(st.sampled_from(choices("finetune.head"))) if source is not None else "new",
+        "finetune.ema": draw(st.booleans()) if source is not None else False,  # both need a source
         # pair flipping above half the labels leaves nothing to learn: refused
         "data.label_noise_kind": "symmetric" if flat["data.label_noise"] >= 0.5 else
         draw(st.sampled_from(choices("data.label_noise_kind"))),
