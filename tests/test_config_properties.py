@@ -60,7 +60,7 @@ INDEPENDENT = {
     "model.drop_path_rate": UNIT,
     "model.kwargs": st.dictionaries(TEXT, SCALARS, max_size=3),
     "model.widths": st.dictionaries(TEXT, st.integers(1, 4096), max_size=3),
-    "data.classes": st.none() | st.lists(st.integers(0, 1000), min_size=2, max_size=5, unique=True),
+    "data.classes": st.none() | st.lists(st.integers(0, 1000), min_size=2, max_size=5, unique=True).map(tuple),
     "finetune.mode": st.sampled_from(choices("finetune.mode")),
     "data.download": st.booleans(),
     "data.img_size": st.none() | st.integers(8, 4096),
