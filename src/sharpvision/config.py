@@ -446,7 +446,7 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
             raise ConfigError(f"override {item!r}: expected key=value, e.g. optim.rho=0.1")
         try:
             value = yaml.safe_load(raw) if raw.strip() else raw
-        except yaml.YAMLError as e:
+        except (yaml.YAMLError, ValueError, TypeError) as e:  # ValueError: a bad tagged scalar (!!float ;)
             raise ConfigError(f"override {item!r}: value is not valid YAML ({e})") from None
         node = out
         parts = key.split(".")
@@ -488,6 +488,8 @@ def load(path: str | Path, overrides: list[str] | None = None) -> Config:
     except UnicodeDecodeError:
         raise ConfigError(f"recipe {path}: not a text file (a YAML recipe is UTF-8 text)") from None
     except yaml.YAMLError as e:
+        raise ConfigError(f"recipe {path}: malformed YAML: {e}") from None
+    except (ValueError, TypeError) as e:  # PyYAML's constructors raise these for a bad tagged scalar (!!float ;)
         raise ConfigError(f"recipe {path}: malformed YAML: {e}") from None
     except RecursionError:
         raise ConfigError(f"recipe {path}: nested too deeply to be a recipe") from None
