@@ -62,6 +62,11 @@ INDEPENDENT = {
     "model.widths": st.dictionaries(TEXT, st.integers(1, 4096), max_size=3),
     "data.classes": st.none() | st.lists(st.integers(0, 1000), min_size=2, max_size=5, unique=True).map(tuple),
     "finetune.mode": st.sampled_from(choices("finetune.mode")),
+    "contrastive.temperature": POSITIVE,
+    "contrastive.proj_dim": COUNT,
+    "contrastive.crop_min": st.floats(0, 1, exclude_min=True),
+    "contrastive.jitter": NONNEG,
+    "contrastive.knn_k": COUNT,
     "data.download": st.booleans(),
     "data.img_size": st.none() | st.integers(8, 4096),
     "data.fraction": st.floats(0, 1, exclude_min=True),
@@ -166,11 +171,21 @@ def valid_dicts(draw) -> dict:
         "finetune.source": source,
         "finetune.head": draw(st.sampled_from(choices("finetune.head"))) if source is not None else "new",
         "finetune.ema": draw(st.booleans()) if source is not None else False,  # both need a source
+        "task": "classify",  # a contrastive draw below, where nothing it refuses was drawn
         # pair flipping above half the labels leaves nothing to learn: refused
         "data.label_noise_kind": "symmetric" if flat["data.label_noise"] >= 0.5 else
         draw(st.sampled_from(choices("data.label_noise_kind"))),
     }
+    if contrastive_ok(flat):
+        flat["task"] = draw(st.sampled_from(choices("task")))
     return nest({key: value for key, value in flat.items() if exists(key)})
+
+
+def contrastive_ok(flat: dict) -> bool:
+    """Whether nothing that task: contrastive refuses is set (Mixup, an attack, lambda_max, m, a linear probe)."""
+    mixes = flat.get("data.augment") == "strong" and (flat.get("data.mixup", 0.8) > 0 or flat.get("data.cutmix", 0) > 0)
+    return not mixes and flat.get("adv.method", "none") == "none" and flat.get("train.lambda_max_every") is None \
+        and flat.get("optim.m") is None and flat.get("finetune.mode", "full") != "linear"
 
 
 def value_of(cfg: Config, key: str):
@@ -232,13 +247,15 @@ def test_json_round_trip_is_identity(data: dict) -> None:
 
 
 def coupled_ok(raw: dict) -> bool:
-    """False when the only fault of ``raw`` is one of the two cross-field rules an override of a single
-    "independent" field can break: a PGD attack on Mixup batches, pair-flip noise at a rate of 0.5 or more."""
+    """False when the only fault of ``raw`` is one of the cross-field rules an override of a single "independent"
+    field can break: a PGD attack on Mixup batches, pair-flip noise at a rate of 0.5 or more, what a contrastive
+    run refuses."""
     cfg = raw.get("data", {})
     mixes = cfg.get("augment") == "strong" and (cfg.get("mixup", 0.8) > 0 or cfg.get("cutmix", 0) > 0)
     attack = raw.get("adv", {}).get("method", "none") != "none"
     pairflip = cfg.get("label_noise_kind") == "pairflip" and cfg.get("label_noise", 0.0) >= 0.5
-    return not (mixes and attack) and not pairflip
+    contrastive = raw.get("task") == "contrastive" and not contrastive_ok(flatten(raw))
+    return not (mixes and attack) and not pairflip and not contrastive
 
 
 @SETTINGS

@@ -245,9 +245,30 @@ class FinetuneConfig:
 
 
 @dataclass
+class ContrastiveConfig:
+    """SimCLR-style pre-training (Chen et al. 2020), the task ``task: contrastive`` trains: two augmented views of
+    each image, a projection head, the NT-Xent loss over the batch's 2B views (Chen, Hsieh, Gong 2022 pre-train
+    ViTs this way with and without SAM)."""
+
+    temperature: float = 0.5  # NT-Xent's tau (SimCLR's CIFAR-10 setting at batch 512)
+    proj_dim: int = 64  # output of the projection head; its hidden layer is the backbone's feature width
+    crop_min: float = 0.2  # smallest area share of the random resized crop of each view
+    jitter: float = 0.4  # brightness / contrast (/ saturation on RGB) jitter strength, applied with p = 0.8
+    knn_k: int = 20  # neighbours of the kNN accuracy that stands in for test accuracy during pre-training
+
+    def check(self) -> None:
+        _range("contrastive.temperature", self.temperature, 0.0, None, lo_open=True)
+        _range("contrastive.proj_dim", self.proj_dim, 1, None)
+        _range("contrastive.crop_min", self.crop_min, 0.0, 1.0, lo_open=True)
+        _range("contrastive.jitter", self.jitter, 0.0, None)
+        _range("contrastive.knn_k", self.knn_k, 1, None)
+
+
+@dataclass
 class Config:
     name: str = "run"
     seed: int = 0
+    task: Literal["classify", "contrastive"] = "classify"  # contrastive: SimCLR pre-training (the contrastive section)
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
@@ -255,6 +276,7 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     adv: AdvConfig = field(default_factory=AdvConfig)
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    contrastive: ContrastiveConfig = field(default_factory=ContrastiveConfig)
 
     def check(self) -> None:
         if not self.name.strip() or self.name in (".", "..") or "/" in self.name or "\\" in self.name:
@@ -269,10 +291,24 @@ class Config:
             raise ConfigError(f"optim.m: {self.optim.m} must divide data.batch_size={self.data.batch_size} (the batch "
                               "is split into perturbation groups of m examples)")
         mixes = self.data.augment == "strong" and (self.data.mixup > 0 or self.data.cutmix > 0)
+        if self.task == "contrastive":
+            self._check_contrastive(mixes)
         if self.adv.method != "none" and mixes:
             raise ConfigError(f"adv.method: {self.adv.method!r} cannot train on Mixup/CutMix batches (the attack "
                               "needs each image's own label, a mixed batch has soft targets); set data.mixup=0 "
                               "data.cutmix=0, or data.augment=basic")
+
+    def _check_contrastive(self, mixes: bool) -> None:
+        """What a contrastive run cannot combine with, named: each needs class labels it does not train on."""
+        refused = [("data.augment: 'strong' with Mixup/CutMix", mixes, "mixing needs class labels"),
+                   ("adv.method", self.adv.method != "none", "the attack needs class labels"),
+                   ("train.lambda_max_every", self.train.lambda_max_every is not None,
+                    "lambda_max is of the classification loss"),
+                   ("optim.m", self.optim.m is not None, "a view's negatives are the whole batch's views"),
+                   ("finetune.mode: 'linear'", self.finetune.mode == "linear", "there is no classifier to probe")]
+        for name, bad, why in refused:
+            if bad:
+                raise ConfigError(f"{name} cannot be used with task: contrastive ({why})")
 
     def to_dict(self) -> dict[str, Any]:
         return _plain(dataclasses.asdict(self))

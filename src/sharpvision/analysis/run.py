@@ -45,6 +45,9 @@ def load_subject(target: str | Path) -> Subject:
     target = Path(target)
     saved = ckpt.load(target)
     cfg = svconfig.from_dict(saved.config)
+    if cfg.task == "contrastive":  # every piece here measures the classification loss or its classifier's blocks
+        raise ckpt.CheckpointError(f"{target}: a contrastive pre-training run has no classification loss to analyse; "
+                                   f"fine-tune or probe it first (sharpvision finetune {target})")
     rt = Runtime.from_config(cfg)
     with seeded(cfg.seed):  # the same draws as training, so ``init`` is the run's; the caller's streams are kept
         bundle = svdata.build_datasets(cfg.data, label_smoothing=cfg.train.label_smoothing)

@@ -8,11 +8,11 @@ from dataclasses import dataclass
 import torch
 from torch.utils.data import Dataset
 
-from sharpvision.config import DataConfig
+from sharpvision.config import ContrastiveConfig, DataConfig
 from sharpvision.data.datasets import LabeledImages, load_source
 from sharpvision.data.mixup import build_mixup
 from sharpvision.data.splits import capped_test_indices, split_train
-from sharpvision.data.transforms import eval_transform, train_transform
+from sharpvision.data.transforms import contrastive_transform, eval_transform, train_transform
 
 BatchMixer = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
@@ -35,10 +35,12 @@ class DataBundle:
     std: tuple[float, ...]
 
 
-def build_datasets(cfg: DataConfig, label_smoothing: float = 0.0) -> DataBundle:
+def build_datasets(cfg: DataConfig, label_smoothing: float = 0.0, contrastive: ContrastiveConfig | None = None
+                   ) -> DataBundle:
     """Load ``cfg.dataset`` and apply its splits and preprocessing.
 
-    ``label_smoothing`` only goes into the Mixup soft targets; without Mixup the loss applies it.
+    ``label_smoothing`` only goes into the Mixup soft targets; without Mixup the loss applies it. ``contrastive``
+    (contrastive pre-training): every training example is two augmented views (2 x C x H x W) instead.
     """
     source = load_source(cfg)
     split = split_train(source.train_labels, cfg, source.num_classes)
@@ -49,13 +51,14 @@ def build_datasets(cfg: DataConfig, label_smoothing: float = 0.0) -> DataBundle:
     if split.val is not None:
         val = LabeledImages(source.train_images, split.val, source.train_labels[split.val], eval_tf)
     return DataBundle(
-        train=LabeledImages(source.train_images, split.train, split.labels, train_transform(cfg, *norm)),
+        train=LabeledImages(source.train_images, split.train, split.labels, train_transform(cfg, *norm) if contrastive
+                            is None else contrastive_transform(cfg, *norm, contrastive.crop_min, contrastive.jitter)),
         val=val,
         test=LabeledImages(source.test_images, test, source.test_labels[test], eval_tf),
         num_classes=source.num_classes,
         in_chans=source.in_chans,
         img_size=cfg.img_size or source.native_size,
-        mixup=build_mixup(cfg, source.num_classes, label_smoothing),
+        mixup=build_mixup(cfg, source.num_classes, label_smoothing) if contrastive is None else None,
         train_labels=split.labels,
         clean_train_labels=split.clean_labels,
         train_plain=LabeledImages(source.train_images, split.train, split.labels, eval_tf),

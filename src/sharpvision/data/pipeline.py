@@ -7,16 +7,20 @@ from dataclasses import dataclass
 
 import torch
 
-from sharpvision.config import DataConfig
+from sharpvision.config import ConfigError, DataConfig
 from sharpvision.data.bundle import DataBundle
 from sharpvision.data.device import DeviceEvalLoader, DeviceImages, DeviceTrainLoader
 from sharpvision.data.loaders import eval_loader, train_loader_for_epoch
-from sharpvision.data.transforms import SMALL
+from sharpvision.data.transforms import SMALL, TwoViews
 
 
 def uses_device_loader(cfg: DataConfig, bundle: DataBundle, device: torch.device) -> bool:
     """``data.loader``: 'device' and 'dataloader' as asked; 'auto' is 'device' for small in-memory images on CUDA."""
-    if cfg.loader != "auto":
+    two_views = isinstance(getattr(bundle.train, "transform", None), TwoViews)  # contrastive: per-sample views only
+    if cfg.loader == "device" and two_views:
+        raise ConfigError("data.loader: 'device' cannot draw contrastive pre-training's two views per image; use "
+                          "'auto' or 'dataloader'")
+    if cfg.loader != "auto" or two_views:
         return cfg.loader == "device"
     images = getattr(bundle.train, "images", None)
     return device.type == "cuda" and isinstance(images, torch.Tensor) and images.shape[-1] <= SMALL

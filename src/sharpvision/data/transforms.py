@@ -105,3 +105,28 @@ def train_transform(cfg: DataConfig, native_size: int, mean: tuple[float, ...], 
     if small and size != native_size:
         steps.append(v2.Resize((size, size)))
     return v2.Compose([*steps, *_finish(mean, std)])
+
+
+class TwoViews:
+    """Two independent draws of ``transform`` of one image, stacked (2 x C x H x W): contrastive pre-training's
+    positive pair."""
+
+    def __init__(self, transform: v2.Transform) -> None:
+        self.transform = transform
+
+    def __call__(self, image: Any) -> torch.Tensor:
+        return torch.stack([self.transform(image), self.transform(image)])
+
+
+def contrastive_transform(cfg: DataConfig, native_size: int, mean: tuple[float, ...], std: tuple[float, ...],
+                          crop_min: float, jitter: float) -> TwoViews:
+    """SimCLR's views for small images (its CIFAR-10 recipe): random resized crop of area share [crop_min, 1],
+    flip, colour jitter with p = 0.8 (brightness and contrast; saturation and hue on RGB too), greyscale with
+    p = 0.2 on RGB; no blur at these sizes, as in SimCLR's CIFAR setting."""
+    size = cfg.img_size or native_size
+    rgb = len(mean) == 3
+    colour = v2.ColorJitter(jitter, jitter, jitter if rgb else 0, min(jitter / 4, 0.5) if rgb else 0)
+    steps: list[v2.Transform] = [v2.ToImage(), v2.RandomResizedCrop(size, scale=(crop_min, 1.0), antialias=True)]
+    steps += [v2.RandomHorizontalFlip()] if cfg.hflip else []
+    steps += [v2.RandomApply([colour], p=0.8)] + ([v2.RandomGrayscale(p=0.2)] if rgb else [])
+    return TwoViews(v2.Compose([*steps, *_finish(mean, std)]))

@@ -57,6 +57,9 @@ def load(target: str | Path, ema: bool = False, overrides: list[str] | None = No
     """The model of ``target`` (a run directory or a checkpoint folder) with its own recipe, on its device."""
     saved = ckpt.load(target)
     cfg = svconfig.from_dict(svconfig.apply_overrides(saved.config, overrides or []))
+    if cfg.task == "contrastive":
+        raise ckpt.CheckpointError(f"{target}: a contrastive pre-training run has no classifier to evaluate; probe "
+                                   f"or fine-tune it first (sharpvision finetune {target} --mode linear)")
     rt = Runtime.from_config(cfg)
     bundle = svdata.build_datasets(cfg.data)
     model = models.from_config(cfg, bundle)

@@ -7,6 +7,7 @@ from typing import Protocol
 from torch import nn
 
 from sharpvision.config import Config, ConfigError
+from sharpvision.models.contrastive import ContrastiveNet
 from sharpvision.models.prune import shrink_to
 from sharpvision.models.registry import create
 
@@ -27,10 +28,12 @@ def from_config(cfg: Config, data: DataShape) -> nn.Module:
                           "model.drop_path_rate (the data decides classes, channels and size)")
     # drop rates only when asked for, so timm models without stochastic depth (vgg, densenet) still build
     drops = {k: v for k, v in (("drop_rate", cfg.model.drop_rate), ("drop_path_rate", cfg.model.drop_path_rate)) if v}
+    classes = 0 if cfg.task == "contrastive" else data.num_classes  # contrastive: features, then the projection head
     try:
-        model = create(cfg.model.name, num_classes=data.num_classes, img_size=data.img_size, in_chans=data.in_chans,
+        model = create(cfg.model.name, num_classes=classes, img_size=data.img_size, in_chans=data.in_chans,
                        **drops, **cfg.model.kwargs)
     except (TypeError, ValueError, AssertionError, ZeroDivisionError) as e:  # timm checks arguments with asserts
         raise ConfigError(f"model: {cfg.model.name!r} rejects its arguments ({type(e).__name__}: {e}); check "
                           "model.kwargs, model.drop_rate and model.drop_path_rate") from None
-    return shrink_to(model, cfg.model.widths) if cfg.model.widths else model  # a pruned run's recipe
+    model = shrink_to(model, cfg.model.widths) if cfg.model.widths else model  # a pruned run's recipe
+    return ContrastiveNet(model, cfg.contrastive) if cfg.task == "contrastive" else model

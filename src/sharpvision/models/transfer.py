@@ -24,6 +24,7 @@ from torch import nn
 
 from sharpvision import checkpoint as ckpt
 from sharpvision.config import FinetuneConfig
+from sharpvision.models.contrastive import BACKBONE
 
 WEIGHT_FILES = (".safetensors", ".pth", ".pt", ".bin")
 
@@ -55,7 +56,11 @@ def read_source(source: str | Path, ema: bool = False) -> SourceWeights:
         info = {"kind": "sharpvision checkpoint", "path": str(saved.path.resolve()),
                 "epoch": saved.manifest.get("epoch"), "step": saved.manifest.get("step"),
                 "sha256": saved.manifest["sha256"][file], "ema": ema}
-        return SourceWeights(saved.ema if ema else saved.model, saved.config["model"]["name"], info)
+        weights = saved.ema if ema else saved.model
+        if saved.config.get("task") == "contrastive":  # its backbone; the projection head stays behind
+            weights = {k.removeprefix(BACKBONE): v for k, v in weights.items() if k.startswith(BACKBONE)}
+            info["task"] = "contrastive"
+        return SourceWeights(weights, saved.config["model"]["name"], info)
     if path.suffix not in WEIGHT_FILES:
         raise TransferError(f"finetune.source {source}: not a run directory, a checkpoint folder or a weights file "
                             f"({', '.join(WEIGHT_FILES)})")

@@ -34,6 +34,7 @@ def finetune_recipe(source: str | Path, dataset: str | None = None, mode: str = 
         kept = {k: base["data"][k] for k in KEPT_DATA}
         base["data"] = {**kept, "dataset": base["data"]["dataset"]}
         base["adv"] = {}
+        base["task"], base["contrastive"] = "classify", {}  # a contrastive source is fine-tuned as a classifier
     if dataset is not None:
         base["data"]["dataset"] = dataset
     label = base["data"].get("dataset", "fashion_mnist")

@@ -18,11 +18,14 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from sharpvision import data as svdata
 from sharpvision.analysis.hessian import hessian_eigenvalues
 from sharpvision.config import Config
 from sharpvision.errors import SharpvisionError
 from sharpvision.evaluate import evaluate
+from sharpvision.evaluate.knn import knn_accuracy
 from sharpvision.flops import passes_in_steps
+from sharpvision.models.contrastive import pair_targets
 from sharpvision.optim import SAM
 from sharpvision.runtime import Runtime, device_name, threads
 from sharpvision.train import distributed
@@ -118,6 +121,10 @@ def measure(s: Session, epoch: int) -> dict[str, float]:
     asked (a loose tolerance on a fixed sample, in eval mode with its own RNG: training is unaffected)."""
     out: dict[str, float] = {}
     final = epoch + 1 == s.cfg.schedule.epochs
+    if s.cfg.task == "contrastive":
+        if (epoch + 1) % s.cfg.train.eval_every == 0 or final:
+            out |= _knn(s)
+        return out
     if (epoch + 1) % s.cfg.train.eval_every == 0 or final:
         out |= _prefixed("test_", _evaluate(s.model, s.loaders.test, s.rt, s.dist))
         if s.loaders.val is not None:
@@ -131,9 +138,25 @@ def measure(s: Session, epoch: int) -> dict[str, float]:
     return out
 
 
+def _knn(s: Session) -> dict[str, float]:
+    """A contrastive run's test (and val) figure: kNN accuracy of its features against the training set's, each
+    worker scoring its share of the queries against the whole bank."""
+    bank = svdata.eval_loader(s.loaders.bundle.train_plain, s.cfg.data)
+    out = {}
+    for name, loader in (("test", s.loaders.test), ("val", s.loaders.val)):
+        if loader is not None:
+            r = knn_accuracy(s.model, bank, loader, s.cfg.contrastive.knn_k, s.rt.device, s.loaders.bundle.num_classes)
+            correct, n = distributed.sum_all(s.dist, torch.tensor([r["correct"], r["n"]], dtype=torch.float64,
+                                                                   device=s.rt.device)).tolist()
+            out[f"{name}_knn_accuracy"] = correct / n
+    return out
+
+
 def _step(s: Session, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """One optimizer step on a batch; returns the loss, the logits and the hard labels (before mixup)."""
     x, y = s.rt.to_device(x), y.to(s.rt.device, non_blocking=True)
+    if s.cfg.task == "contrastive":  # the targets are each view's positive (sharpvision.models.contrastive)
+        y = pair_targets(2 * len(x), s.rt.device)
     hard = y
     if s.mixup is not None:
         x, y = s.mixup(x, y)

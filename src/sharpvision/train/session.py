@@ -66,7 +66,8 @@ def build_session(cfg: Config, run: RunDir, resume: bool, progress: bool, rt: Ru
                   d: distributed.Dist) -> Session:
     """Data, model (rank 0's weights everywhere), optimizer, schedule, EMA, step; restored when resuming."""
     seed_everything(cfg.seed)
-    bundle = svdata.build_datasets(cfg.data, label_smoothing=cfg.train.label_smoothing)
+    bundle = svdata.build_datasets(cfg.data, label_smoothing=cfg.train.label_smoothing,
+                                   contrastive=cfg.contrastive if cfg.task == "contrastive" else None)
     model = models.from_config(cfg, bundle)
     if cfg.finetune.source and not (resume and run.has_checkpoint):  # a resumed run's weights come from its own
         run.source = start_from_source(cfg, model)
