@@ -158,7 +158,7 @@ RECIPE_TEXTS = [
     pytest.param("42\n", ["expected a mapping at the top level, got int"], id="top-level-int"),
     pytest.param("tiny\n", ["expected a mapping at the top level, got str"], id="top-level-string"),
     pytest.param("modle:\n  name: vit_micro\n", ["modle: unknown field (did you mean model?)"], id="unknown-top-typo"),
-    pytest.param("epochs: 3\n", ["epochs: unknown field; known: name, seed, model"], id="unknown-top-known-list"),
+    pytest.param("epochs: 3\n", ["epochs: unknown field; known: name, seed, task, model"], id="unknown-top-known-list"),
     pytest.param("data:\n  batchsize: 3\n", ["data.batchsize: unknown field (did you mean data.batch_size?)"],
                  id="unknown-nested-typo"),
     pytest.param("schedule:\n  warmup: 3\n", ["schedule.warmup: unknown field (did you mean schedule.warmup_epochs?)"],
@@ -225,7 +225,7 @@ def test_recipe_path_that_is_not_a_file(tmp_path: Path, capsys, kind: str) -> No
 OVERRIDES = [
     pytest.param(["optim.rhoo=0.1"], "optim.rhoo: unknown field (did you mean optim.rho?)", id="unknown-nested"),
     pytest.param(["modle.name=x"], "modle: unknown field (did you mean model?)", id="unknown-section"),
-    pytest.param(["xyz=1"], "xyz: unknown field; known: name, seed, model", id="unknown-top"),
+    pytest.param(["xyz=1"], "xyz: unknown field; known: name, seed, task, model", id="unknown-top"),
     pytest.param(["optim.1=2"], "optim.1: unknown field; known: name, lr", id="unknown-numeric-key"),
     pytest.param(["optim.rho=abc"], "optim.rho: expected a number, got 'abc'", id="string-for-float"),
     pytest.param(["optim.lr="], "optim.lr: expected a number, got ''", id="empty-value-for-float"),
