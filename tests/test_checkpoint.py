@@ -80,7 +80,7 @@ def test_loading_never_executes_code_even_with_a_valid_checksum(tmp_path: Path) 
     path = save(tmp_path, 1)
     torch.save({"loop": Payload()}, path / "state.pt")
     manifest = json.loads((path / "manifest.json").read_text())
-    manifest["sha256"]["state.pt"] = ckpt._hash(path / "state.pt")
+    manifest["sha256"]["state.pt"] = ckpt.file_sha256(path / "state.pt")
     (path / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(ckpt.CheckpointError, match=r"step_00000001: cannot be read \(UnpicklingError: Weights only"):
         ckpt.load(tmp_path)

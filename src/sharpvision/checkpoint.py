@@ -135,7 +135,7 @@ def load(target: str | Path, map_location: str | torch.device = "cpu") -> Checkp
         file = path / name
         if not file.is_file():
             raise CheckpointError(f"checkpoint {file}: missing")
-        if _hash(file) != digest:
+        if file_sha256(file) != digest:
             raise CheckpointError(f"checkpoint {file}: checksum mismatch, the file is truncated or altered "
                                   "since it was written")
     try:
@@ -197,7 +197,8 @@ def _plain_tensors(weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k: v.detach().to("cpu", copy=True).contiguous() for k, v in weights.items()}
 
 
-def _hash(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """sha256 of a file, read in 1 MiB blocks (what manifests record)."""
     digest = hashlib.sha256()
     with path.open("rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -208,7 +209,7 @@ def _hash(path: Path) -> str:
 def _fsync_and_hash(path: Path) -> str:
     with path.open("rb+") as f:
         os.fsync(f.fileno())
-    return _hash(path)
+    return file_sha256(path)
 
 
 def _write_synced(path: Path, text: str) -> None:

@@ -27,8 +27,12 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    return _run(svconfig.load(args.recipe, args.overrides), args)  # checked before any process group exists
+
+
+def _run(cfg: svconfig.Config, args: argparse.Namespace) -> int:
+    """Train ``cfg`` into --out (default runs/<name>), resuming when asked or restarted; print the summary."""
     from sharpvision.train import distributed, train
-    cfg = svconfig.load(args.recipe, args.overrides)  # checked before any process group exists
     out = Path(args.out) if args.out else Path("runs") / cfg.name
     resume = args.resume or distributed.restarted()  # torchrun --max-restarts: carry on from the last checkpoint
     summary = train(cfg, out, resume=resume, stop_after_epoch=args.stop_after_epoch, progress=not args.quiet)
@@ -38,14 +42,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_finetune(args: argparse.Namespace) -> int:
-    from sharpvision.train import distributed, finetune_recipe, train
-    cfg = finetune_recipe(args.source, args.data, args.mode, args.recipe, args.overrides)
-    out = Path(args.out) if args.out else Path("runs") / cfg.name
-    resume = args.resume or distributed.restarted()
-    summary = train(cfg, out, resume=resume, stop_after_epoch=args.stop_after_epoch, progress=not args.quiet)
-    if distributed.launched_rank() == 0:
-        print(json.dumps(summary, indent=2))
-    return 0
+    from sharpvision.train import finetune_recipe
+    return _run(finetune_recipe(args.source, args.data, args.mode, args.recipe, args.overrides), args)
 
 
 def cmd_prune(args: argparse.Namespace) -> int:

@@ -8,7 +8,6 @@ their own runs. Nothing is ever downloaded: a source is a path on disk.
 
 from __future__ import annotations
 
-import hashlib
 import pickle
 import types
 from dataclasses import dataclass
@@ -71,7 +70,7 @@ def read_source(source: str | Path, ema: bool = False) -> SourceWeights:
                             f"{str(e).splitlines()[0] if str(e) else ''})") from None
     if not isinstance(weights, dict) or not all(isinstance(v, torch.Tensor) for v in weights.values()):
         raise TransferError(f"finetune.source {source}: holds no state dict of tensors")
-    info = {"kind": "weights file", "path": str(path.resolve()), "sha256": _sha256(path), "ema": ema}
+    info = {"kind": "weights file", "path": str(path.resolve()), "sha256": ckpt.file_sha256(path), "ema": ema}
     return SourceWeights(weights, None, info)
 
 
@@ -151,10 +150,3 @@ def _stay_eval(self: nn.Module, mode: bool = True) -> nn.Module:
     """``train`` of a frozen module: eval mode whatever is asked."""
     return nn.Module.train(self, False)
 
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
