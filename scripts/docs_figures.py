@@ -436,6 +436,73 @@ def transfer_table(path: Path) -> str:
     return f"{table(header, rows)}\n\n{text}\n\n{standard_source(path, d)}"
 
 
+@renders("robustness_c")
+def robustness_table(path: Path) -> str:
+    """benchmarks/robustness_table.py: clean, corruption and PGD accuracy of a suite's cells with and without SAM."""
+    d = load(path)
+    by = {(g["labels"]["model"], g["labels"]["setting"]): g for g in d["table"].values()}
+    eps = d["settings"]["eps"].split(",")
+    metrics = ["corruption_clean_accuracy", "mean_corruption_accuracy", *(f"pgd_linf_accuracy@{e}" for e in eps)]
+    rows = []
+    for model in dict.fromkeys(m for m, _ in by):
+        pair = [by.get((model, s)) for s in ("vanilla", "sam")]
+        if None in pair:
+            continue
+        n = min(g["n"] for g in pair)
+        cells = [" / ".join(_mean_or_ms({k: 100 * v for k, v in g[m].items()}, g["n"]) for g in pair)
+                 for m in metrics]
+        gains = [100 * (pair[1][m]["mean"] - pair[0][m]["mean"]) for m in metrics[:2]]
+        rows.append([f"`{model}_micro`", str(n), *cells, f"{gains[0]:+.1f} / {gains[1]:+.1f}"])
+    header = ["model", "n", "clean accuracy AdamW / SAM (%)", "mean corruption accuracy", *(
+        f"PGD-{d['settings']['steps']} L-inf eps {e}" for e in eps), "SAM's gain clean / corrupted (points)"]
+    s = d["settings"]
+    text = paragraph(f"paper-cpu's Table 2 cells (mean +- std over seeds, n per row). Clean and corruption "
+                     f"accuracy on the first {s['corruption_subset']:,} test images, the 15 corruptions x 5 "
+                     f"severities of the {s['table']} table averaged; PGD-{s['steps']} (L-inf, random start, step "
+                     f"{s['alpha']}, eps in pixel units of [0, 1]) on the first {s['attack_subset']:,}. The claim "
+                     f"(Welch's t-test, p < 0.05, decided before the runs): {d['corruption_gain']['claim']}: "
+                     f"**{d['corruption_gain']['verdict']}** ({d['corruption_gain'].get('ours', '')}).")
+    return f"{table(header, rows)}\n\n{text}\n\n{standard_source(path, d)}"
+
+
+@renders("contrastive")
+def contrastive_table(path: Path) -> str:
+    """benchmarks/contrastive_table.py: SimCLR pre-training of the micro ViT with and without SAM."""
+    d = load(path)
+    rows = []
+    for metric, label in (("probe_test_accuracy", "linear probe"), ("knn_test_accuracy", "kNN (k = 20)")):
+        r = d["table"][metric]
+        p_value = f"{r['paired_t_p']:.2f}" if r["paired_t_p"] is not None else "n/a (n = 1)"
+        rows.append([label, *(_mean_or_ms({k: 100 * v for k, v in r[s].items()}, r["n"])
+                              for s in ("vanilla", "sam", "sam_minus_vanilla")),
+                     f"{r['sam_better_seeds']}/{r['n']}", p_value])
+    cost = {s: statistics.fmean(c["pretrain_wall_time_s"] for k, c in d["cells"].items() if k.startswith(s + "/"))
+            for s in ("vanilla", "sam")}
+    header = ["test accuracy", "AdamW pre-training (%)", "SAM pre-training (%)", "SAM - AdamW (points)",
+              "seeds SAM better", "paired t-test p"]
+    text = paragraph(f"`vit_micro` pre-trained with SimCLR (no labels) on 2,352 Fashion-MNIST images, seeds "
+                     f"{', '.join(map(str, d['seeds']))}, then probed linearly on the same images' labels (backbone "
+                     f"frozen, 30 epochs); accuracy on all 10,000 test images. Pre-training took "
+                     f"{cost['vanilla'] / 60:.0f} min with AdamW and {cost['sam'] / 60:.0f} min with SAM per seed.")
+    return f"{table(header, rows)}\n\n{text}\n\n{standard_source(path, d)}"
+
+
+@renders("ntk_speed")
+def ntk_speed(path: Path) -> str:
+    """benchmarks/ntk_speed.py: seconds for the NTK condition number at n inputs in float64."""
+    d = load(path)
+    rows = [[f"`{name}`", f"{r['params']:,}", f"{r['seconds_one_thread']:.1f}", f"{r['seconds_all_threads']:.1f}",
+             f"{r['threads_speedup']:.2f}x", f"{r['full_n32_seconds']:.1f}", sci(r['kappa'])]
+            for name, r in d["models"].items()]
+    header = ["model", "parameters", "1 thread (s)", f"{d['threads']} threads (s)", "threads speed-up",
+              "per-class kernel, n = 32 (s)", "kappa"]
+    text = paragraph(f"The NTK's condition number at initialisation on n = {d['n']} inputs in {d['dtype']} (one "
+                     f"row per sample, the summed logits' gradient: Table 1's figure), per-sample gradients in "
+                     f"chunks of {d['chunk']}; medians of {d['repeats']}, the thread counts alternated in one "
+                     "process. The per-class kernel (10 rows per sample) is `analyze`'s second figure.")
+    return f"{table(header, rows)}\n\n{text}\n\n{standard_source(path, d)}"
+
+
 @renders("ntk_families")
 def ntk_families(path: Path) -> str:
     d = load(path)
