@@ -503,6 +503,23 @@ def ntk_speed(path: Path) -> str:
     return f"{table(header, rows)}\n\n{text}\n\n{standard_source(path, d)}"
 
 
+@renders("step_levers")
+def step_levers(path: Path) -> str:
+    """benchmarks/step_levers.py: where a SAM step's CPU time goes and what compile, bf16 and NHWC buy."""
+    d = load(path)
+    levers = ["compile", "bf16", "channels_last"]
+    rows = [[f"`{name}`", f"{r['images_per_s']['eager']:.0f}",
+             *(f"{r['speedup_vs_eager'][lever]:.2f}x" if lever in r["speedup_vs_eager"] else "-" for lever in levers),
+             ", ".join(f"{o['op'].removeprefix('aten::')} {100 * o['share']:.0f}%" for o in r["profile"]["top"][:5])]
+            for name, r in d["models"].items()]
+    header = ["model", "eager fp32 (images/s)", "torch.compile", "bf16 autocast", "channels_last",
+              "top operators (share of the step's CPU time)"]
+    text = paragraph(f"The trainer's SAM step ({d['sam']}, batch {d['batch']}), medians of {d['rounds']} rounds of "
+                     f"{d['steps']} steps, the levers interleaved in one process; speed-ups against eager fp32. The "
+                     "profile is of the eager step.")
+    return f"{table(header, rows)}\n\n{text}\n\n{standard_source(path, d)}"
+
+
 @renders("ntk_families")
 def ntk_families(path: Path) -> str:
     d = load(path)
