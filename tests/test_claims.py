@@ -131,3 +131,23 @@ def test_corruption_gain_compares_the_corrupted_gain_with_the_clean_gain_on_the_
     assert bigger["tests"][0]["b"]["mean"] == pytest.approx(0.0233333, abs=1e-6)
     smaller = _claim(results([0.86, 0.87, 0.86], [0.61, 0.62, 0.61]), "corruption_gain")
     assert smaller["verdict"] == "contradicted"
+
+
+def test_a_singular_ntk_is_inconclusive_not_a_crash() -> None:
+    """kappa = inf (a singular NTK: Mixers at n = 128) over several seeds: the standard library's stdev raises on
+    it; the summary says nan and the comparison says why it is not tested."""
+    inf = math.inf
+    result = _claim(_results({("resnet", "vanilla"): [1e5, 2e5, 1.5e5], ("vit", "vanilla"): [2e7, 3e7, 2.5e7],
+                              ("mixer", "vanilla"): [inf, inf, inf]}, metric="ntk_kappa_at_init"), "ntk_order")
+    by_name = {t["compare"]: t for t in result["tests"]}
+    assert by_name["vit > resnet"]["verdict"] == "holds"
+    singular = by_name["mixer > vit"]
+    assert singular["verdict"] == "inconclusive" and "not finite" in singular["why"] and singular["p"] is None
+    assert singular["a"]["mean"] == inf and math.isnan(singular["a"]["std"]) and singular["a"]["n"] == 3
+    assert result["verdict"] == "inconclusive"
+
+
+def test_aggregate_keeps_infinite_metrics() -> None:
+    from sharpvision.experiments.aggregate import _mean_std
+    assert _mean_std([math.inf, math.inf])["mean"] == math.inf and math.isnan(_mean_std([math.inf, 1.0])["std"])
+    assert _mean_std([1.0, 3.0]) == {"mean": 2.0, "std": pytest.approx(math.sqrt(2)), "n": 2}

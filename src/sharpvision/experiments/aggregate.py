@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 import statistics
 from pathlib import Path
@@ -86,5 +87,7 @@ def aggregate(suite: Suite, out: Path, loaded: dict[str, dict[str, Any]] | None 
 
 
 def _mean_std(values: list[float]) -> dict[str, float]:
-    return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0,
-            "n": len(values)}
+    """Mean and sample std; the std is nan when a value is not finite (kappa = inf for a singular NTK), where the
+    standard library's stdev raises instead."""
+    std = 0.0 if len(values) < 2 else statistics.stdev(values) if all(map(math.isfinite, values)) else math.nan
+    return {"mean": statistics.fmean(values), "std": std, "n": len(values)}

@@ -49,6 +49,9 @@ class Comparison:
         out: dict[str, Any] = {"compare": self.name, "a": _summary(self.a), "b": _summary(self.b)}
         if len(self.a) < 2 or len(self.b) < 2:
             return out | {"t": None, "p": None, "verdict": "inconclusive", "why": "fewer than 2 seeds"}
+        if not all(map(math.isfinite, self.a + self.b)):
+            return out | {"t": None, "p": None, "verdict": "inconclusive",
+                          "why": "a value is not finite (kappa = inf: a singular NTK), so no t-test applies"}
         t, p = welch(self.a, self.b)
         verdict = "inconclusive" if not p < ALPHA else ("holds" if t > 0 else "contradicted")
         return out | {"t": t, "p": p, "verdict": verdict}
@@ -230,8 +233,9 @@ def _pm(s: dict[str, float]) -> str:
 
 
 def _summary(values: list[float]) -> dict[str, float]:
+    finite = all(map(math.isfinite, values))
     return {"mean": statistics.fmean(values) if values else math.nan,
-            "std": statistics.stdev(values) if len(values) > 1 else 0.0, "n": len(values)}
+            "std": (statistics.stdev(values) if finite else math.nan) if len(values) > 1 else 0.0, "n": len(values)}
 
 
 def _describe(labels: dict[str, str]) -> str:
