@@ -1,10 +1,11 @@
 """Robustness table (issue 14): clean, mean corruption and PGD accuracy of a suite's finished cells, with and without
 SAM, mean +- std over seeds, and the corruption claim (SAM's gain larger under corruption than clean).
 
-It runs ``sharpvision eval --corruptions`` and ``--attack pgd`` (the library calls behind them) on each finished cell
-that matches ``--only`` and has no evaluation at these settings yet, writing into the cell's ``run/eval/`` (so the
-suite's aggregate, claims and report read them), then writes benchmarks/results/<name>.json. Resumable: run it
-again after more cells finish. The cells must still hold their checkpoints (the suite directory they trained in).
+It runs ``sharpvision eval --corruptions``, ``--mnist-c`` and ``--attack pgd`` (the library calls behind them) on
+each finished cell that matches ``--only`` and has no evaluation at these settings yet, writing into the cell's
+``run/eval/`` (so the suite's aggregate, claims and report read them), then writes
+benchmarks/results/<name>.json. Resumable: run it again after more cells finish. The cells must still hold their
+checkpoints (the suite directory they trained in).
 
     python benchmarks/robustness_table.py benchmarks/results/paper_cpu            # the Table 2 cells of paper-cpu
 """
@@ -55,6 +56,12 @@ def evaluate_cell(run_dir: Path, args: argparse.Namespace) -> dict[str, float]:
         evaluation.corruption_run(loaded, "all", subset=args.corruption_subset, seed=0,
                                   command=f"sharpvision eval {run_dir} --corruptions --subset {args.corruption_subset}")
         seconds["corruptions_s"] = time.perf_counter() - start
+    if not current(eval_dir / "mnist_c.json", {"n": args.corruption_subset, "seed": 0}):
+        loaded = loaded or evaluation.load(run_dir)
+        start = time.perf_counter()
+        evaluation.mnist_c_run(loaded, "all", subset=args.corruption_subset, seed=0,
+                               command=f"sharpvision eval {run_dir} --mnist-c --subset {args.corruption_subset}")
+        seconds["mnist_c_s"] = time.perf_counter() - start
     if not current(eval_dir / "attack_pgd_linf.json", {"n": args.attack_subset, "steps": args.steps}):
         loaded = loaded or evaluation.load(run_dir)
         start = time.perf_counter()
@@ -88,7 +95,7 @@ def main() -> None:
         costs[cell.key] = evaluate_cell(run_dir, args)
         print(f"{cell.key}: {costs[cell.key] or 'already evaluated'}", flush=True)
     results = aggregate(suite, args.suite_dir)
-    metrics = ("corruption_clean_accuracy", "mean_corruption_accuracy",
+    metrics = ("corruption_clean_accuracy", "mean_corruption_accuracy", "mnist_c_mean_accuracy",
                *(f"pgd_linf_accuracy@{float(e):g}" for e in args.eps.split(",")), "test_accuracy")
     table = {key: {"labels": g["labels"], "n": g["n"], **{m: g["metrics"][m] for m in metrics if m in g["metrics"]}}
              for key, g in results["groups"].items() if wanted({**g["labels"], "seed": "0"}, only)}

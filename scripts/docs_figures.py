@@ -442,23 +442,29 @@ def robustness_table(path: Path) -> str:
     d = load(path)
     by = {(g["labels"]["model"], g["labels"]["setting"]): g for g in d["table"].values()}
     eps = d["settings"]["eps"].split(",")
-    metrics = ["corruption_clean_accuracy", "mean_corruption_accuracy", *(f"pgd_linf_accuracy@{e}" for e in eps)]
+    metrics = ["corruption_clean_accuracy", "mean_corruption_accuracy", *(f"pgd_linf_accuracy@{e}" for e in eps),
+               "mnist_c_mean_accuracy"]
     rows = []
     for model in dict.fromkeys(m for m, _ in by):
         pair = [by.get((model, s)) for s in ("vanilla", "sam")]
         if None in pair:
             continue
-        n = min(g["n"] for g in pair)
-        cells = [" / ".join(_mean_or_ms({k: 100 * v for k, v in g[m].items()}, g["n"]) for g in pair)
-                 for m in metrics]
+        if not all(metrics[0] in g for g in pair):
+            continue
+        cells = [" / ".join(_mean_or_ms({k: 100 * v for k, v in g[m].items()}, g[m]["n"]) for g in pair)
+                 if all(m in g for g in pair) else "-" for m in metrics]
         gains = [100 * (pair[1][m]["mean"] - pair[0][m]["mean"]) for m in metrics[:2]]
-        rows.append([f"`{model}_micro`", str(n), *cells, f"{gains[0]:+.1f} / {gains[1]:+.1f}"])
-    header = ["model", "n", "clean accuracy AdamW / SAM (%)", "mean corruption accuracy", *(
-        f"PGD-{d['settings']['steps']} L-inf eps {e}" for e in eps), "SAM's gain clean / corrupted (points)"]
+        rows.append([f"`{model}_micro`", " / ".join(str(g[metrics[0]]["n"]) for g in pair), *cells,
+                     f"{gains[0]:+.1f} / {gains[1]:+.1f}"])
+    header = ["model", "seeds AdamW / SAM", "clean accuracy AdamW / SAM (%)", "mean corruption accuracy", *(
+        f"PGD-{d['settings']['steps']} L-inf eps {e}" for e in eps), "MNIST-C mean",
+              "SAM's gain clean / corrupted (points)"]
     s = d["settings"]
-    text = paragraph(f"paper-cpu's Table 2 cells (mean +- std over seeds, n per row). Clean and corruption "
+    text = paragraph(f"paper-cpu's Table 2 cells evaluated so far (mean +- std over the seeds counted). Clean "
+                     f"and corruption "
                      f"accuracy on the first {s['corruption_subset']:,} test images, the 15 corruptions x 5 "
-                     f"severities of the {s['table']} table averaged; PGD-{s['steps']} (L-inf, random start, step "
+                     f"severities of the {s['table']} table averaged, and MNIST-C's 15; PGD-{s['steps']} (L-inf, "
+                     f"random start, step "
                      f"{s['alpha']}, eps in pixel units of [0, 1]) on the first {s['attack_subset']:,}. The claim "
                      f"(Welch's t-test, p < 0.05, decided before the runs): {d['corruption_gain']['claim']}: "
                      f"**{d['corruption_gain']['verdict']}** ({d['corruption_gain'].get('ours', '')}).")
@@ -541,6 +547,28 @@ def hvp_levers(path: Path) -> str:
                      "in one process; in brackets, against the kept graph. Products to accuracy: the first step "
                      "after which the estimate stays within 0.5% (0.1%) of the converged top eigenvalue, Lanczos "
                      "and power iteration from the same start; exact counts, not timings.")
+    return f"{table(header, rows)}\n\n{text}\n\n{standard_source(path, d)}"
+
+
+@renders("convnext_vs_resnet")
+def convnext_vs_resnet(path: Path) -> str:
+    """benchmarks/convnext_vs_resnet_attack.py: PGD accuracy of ConvNeXt and ResNet at equal clean accuracy."""
+    d = load(path)
+    rows = []
+    for e, r in d["table"].items():
+        p_value = f"{r['paired_t_p']:.2f}" if r["paired_t_p"] is not None else "n/a (n = 1)"
+        rows.append(["clean" if e == "0" else f"PGD-{d['steps']} eps {e}",
+                     *(_mean_or_ms({k: 100 * v for k, v in r[m].items()}, r["n"])
+                       for m in ("convnext", "resnet", "convnext_minus_resnet")), p_value])
+    seeds = d["seeds"].values()
+    text = paragraph(
+        "The ResNet is a re-run of its paper-cpu cell's recipe (same data, seed and schedule), stopped at the "
+        "first epoch whose validation accuracy reaches the ConvNeXt's final one (epochs "
+        + ", ".join(str(s["resnet_epoch"]) for s in seeds) + " of 40); the ConvNeXt is its cell. Accuracy on the first "
+        f"{d['subset']:,} test images, PGD L-inf with random start, eps in pixel units; mean +- std over seeds "
+        "and the paired t-test's p.")
+    header = ["test accuracy (%)", "`convnext_micro`", "`resnet_micro` (matched)", "ConvNeXt - ResNet (points)",
+              "paired t-test p"]
     return f"{table(header, rows)}\n\n{text}\n\n{standard_source(path, d)}"
 
 

@@ -578,6 +578,8 @@ RUN_DIR = [
                  id="eval-eps-not-numbers"),
     pytest.param(["eval", "{run}", "--attack", "pgd"], ["--eps: give at least one value"], id="eval-attack-no-eps"),
     pytest.param(["eval", "{run}", "--eps", "0.1"], ["--eps needs --attack"], id="eval-eps-without-attack"),
+    pytest.param(["eval", "{run}", "--mnist-c", "rotate,snow", "--subset", "8"],
+                 ["unknown MNIST-C corruption 'snow'"], id="eval-unknown-mnist-c-corruption"),
     pytest.param(["eval", "{run}", "--attack", "cw", "--eps", "0.1"], ["--attack", "invalid choice: 'cw'"],
                  id="eval-unknown-attack"),
 ]

@@ -14,6 +14,7 @@ LIBRARY, ANALYSIS_FUNCTIONS, ANALYZE = "sv.optim.SAM(", "A.hessian_eigenvalues("
 EXPERIMENTS = "experiments.load_suite("
 CLAIMS = "claims.evaluate("
 CORRUPTIONS = "corruption_accuracy(model, batches"
+MNIST_C = "mnist_c_accuracy(model, batches"
 FINETUNE = "finetune_recipe(source,"
 PRUNE = "keep_top(activity, 0.5"
 
@@ -35,7 +36,8 @@ def run(code: str, page: Path) -> dict:
 
 def test_every_python_example_is_run_by_a_test() -> None:
     """A new ```python block in the docs needs a test here (and its marker in the list above)."""
-    markers = (LIBRARY, ANALYSIS_FUNCTIONS, ANALYZE, EXPERIMENTS, CLAIMS, CORRUPTIONS, FINETUNE, PRUNE)
+    markers = (LIBRARY, ANALYSIS_FUNCTIONS, ANALYZE, EXPERIMENTS, CLAIMS, CORRUPTIONS, MNIST_C, FINETUNE,
+               PRUNE)
     for page, code in python_blocks():
         assert sum(m in code for m in markers) == 1, (page, code[:200])
 
@@ -114,6 +116,14 @@ def test_corruption_example_runs() -> None:
     assert not torch.equal(foggy, scope["images"])
     assert list(result["accuracy"]) == ["gaussian_noise", "shot_noise", "impulse_noise", "fog"]  # the group, then fog
     assert result["n"] == 8 and all(list(per) == [1, 5] for per in result["accuracy"].values())
+
+
+def test_mnist_c_example_runs() -> None:
+    page, code = example(MNIST_C)
+    scope = run(code, page)
+    edges, result = scope["edges"], scope["result"]
+    assert edges.shape == (8, 1, 28, 28) and set(edges.unique().tolist()) <= {0.0, 1.0}
+    assert list(result["accuracy"]) == ["rotate", "zigzag"] and result["n"] == 8
 
 
 @pytest.mark.needs_fmnist

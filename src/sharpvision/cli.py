@@ -69,7 +69,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     for flag in ("severities", "baseline", "write"):
         if getattr(args, flag) is not None and args.corruptions is None:
             raise SharpvisionError(f"--{flag} needs --corruptions")
-    if args.attack is None and args.corruptions is None:
+    if args.attack is None and args.corruptions is None and args.mnist_c is None:
         print(json.dumps(evaluation.evaluate_run(args.target, ema=args.ema, overrides=args.overrides), indent=2))
         return 0
     eps = _floats("--eps", args.eps or "") if args.attack else []
@@ -91,6 +91,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
                   "(100 = the baseline)")
         print(f"wrote {result['figure']} and its .json" + (f"; corrupted images in {result['written']}"
                                                           if "written" in result else ""))
+    if args.mnist_c is not None:
+        result = evaluation.mnist_c_run(run, args.mnist_c, **common)
+        print(f"{result['model']} (epoch {result['epoch']}), MNIST-C, n={result['n']}: clean "
+              f"{100 * result['clean_accuracy']:.2f}%, mean corrupted {100 * result['mean_corruption_accuracy']:.2f}%")
+        for name, acc in result["accuracy"].items():
+            print(f"  {name:<14} {100 * acc:.2f}%")
+        print(f"wrote {result['figure']} and its .json")
     if args.attack is not None:
         result = evaluation.attack_run(run, args.attack, eps, norm=args.norm, steps=args.steps,
                                        restarts=args.restarts, **common)
@@ -269,6 +276,9 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--corruptions", nargs="?", const="all", metavar="NAMES",
                    help="accuracy on the -C corruptions for the image size: 'all' (default), groups (noise, blur, "
                         "weather, digital) or names, comma-separated")
+    e.add_argument("--mnist-c", nargs="?", const="all", metavar="NAMES",
+                   help="accuracy on MNIST-C's 15 corruptions (28 px grey images): 'all' (default) or names, "
+                        "comma-separated")
     e.add_argument("--severities", help="--corruptions: severities 1-5, comma-separated (default all five)")
     e.add_argument("--baseline", metavar="RUN", help="--corruptions: also mCE and relative mCE against this run")
     e.add_argument("--write", metavar="DIR", help="--corruptions: also write the corrupted test images here "

@@ -38,3 +38,17 @@ def corruption_heatmap(result: dict[str, Any], path: str | Path) -> Path:
                                      f"({result['table']} table, n={result['n']})")
     fig.colorbar(image, ax=ax, label="test accuracy (%)")
     return save_figure(fig, path)
+
+
+def mnist_c_bars(result: dict[str, Any], path: str | Path) -> Path:
+    """Accuracy on each MNIST-C corruption against the clean accuracy (a dashed line)."""
+    names = list(result["accuracy"])
+    fig, ax = plt.subplots(figsize=(6, 0.32 * len(names) + 1.4))
+    ax.barh(range(len(names)), [100 * result["accuracy"][n] for n in names])
+    ax.axvline(100 * result["clean_accuracy"], color="black", linestyle="--", linewidth=1, label="clean")
+    ax.set_yticks(range(len(names)), [n.replace("_", " ") for n in names])
+    ax.invert_yaxis()
+    ax.set(xlim=(0, 100), xlabel="test accuracy (%)",
+           title=f"{result['model']}: MNIST-C mean {100 * result['mean_corruption_accuracy']:.1f}%, n={result['n']}")
+    ax.legend(loc="lower right")
+    return save_figure(fig, path)

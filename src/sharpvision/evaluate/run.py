@@ -15,7 +15,7 @@ from sharpvision import checkpoint as ckpt
 from sharpvision import config as svconfig
 from sharpvision import data as svdata
 from sharpvision import models
-from sharpvision.evaluate import corruptions, plots
+from sharpvision.evaluate import corruptions, mnist_c, plots
 from sharpvision.evaluate.accuracy import evaluate
 from sharpvision.evaluate.adversarial import AttackError, autoattack_accuracy, robust_accuracy, to_pixels
 from sharpvision.runtime import Runtime, device_name
@@ -149,3 +149,18 @@ def corruption_run(run: Loaded, names: str | list[str] | None = "all", severitie
                                                             table=result["table"]))
     return result
 
+
+def mnist_c_run(run: Loaded, names: str | list[str] | None = "all", out: Path | None = None,
+                subset: int | None = None, seed: int = 0, command: str | None = None) -> dict[str, Any]:
+    """Test accuracy of ``run`` on each MNIST-C corruption (28 px grey images only), written to ``out`` (default
+    RUN/eval) as ``mnist_c.json`` with a bar chart beside it."""
+    names = mnist_c.resolve(names)
+    start = time.perf_counter()
+    result = mnist_c.mnist_c_accuracy(run.model, run.test_batches(subset), run.bundle.mean, run.bundle.std, names,
+                                      device=run.rt.device, seed=seed, autocast=run.rt.autocast)
+    result = run.header(command) | result | {"seconds": time.perf_counter() - start}
+    out = Path(out) if out else run.run_dir / "eval"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "mnist_c.json").write_text(json.dumps(result, indent=2) + "\n")
+    result["figure"] = str(plots.mnist_c_bars(result, out / "mnist_c.png"))
+    return result

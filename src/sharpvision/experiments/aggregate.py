@@ -44,14 +44,17 @@ def attack_metric(name: str) -> tuple[str, str, float] | None:
 
 def eval_metrics(run_dir: Path) -> dict[str, float]:
     """The robustness figures ``sharpvision eval`` wrote into a cell's run (``run/eval/``), when it has been run
-    there: clean and mean corruption accuracy on the same images, and robust accuracy per attack and eps
-    (``pgd_linf_accuracy@0.05``)."""
+    there: clean and mean corruption accuracy on the same images, the mean MNIST-C accuracy, and robust accuracy
+    per attack and eps (``pgd_linf_accuracy@0.05``)."""
     out: dict[str, float] = {}
     corruptions = run_dir / "eval" / "corruptions.json"
     if corruptions.is_file():
         c = json.loads(corruptions.read_text())
         out |= {"corruption_clean_accuracy": float(c["clean_accuracy"]),
                 "mean_corruption_accuracy": float(c["mean_corruption_accuracy"])}
+    mnist_c = run_dir / "eval" / "mnist_c.json"
+    if mnist_c.is_file():
+        out["mnist_c_mean_accuracy"] = float(json.loads(mnist_c.read_text())["mean_corruption_accuracy"])
     for path in sorted((run_dir / "eval").glob("attack_*.json")):
         a = json.loads(path.read_text())
         out |= {f"{a['attack']}_{a['norm']}_accuracy@{float(e):g}": float(acc)

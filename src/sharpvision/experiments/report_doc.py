@@ -74,6 +74,8 @@ GLOSSARY: dict[str, str] = {
                                  "(the reference its corrupted accuracy and gain are compared with)",
     "mean_corruption_accuracy": "top-1 accuracy over the 15 -C corruptions x 5 severities (sharpvision eval "
                                 "--corruptions; the 28px table for Fashion-MNIST)",
+    "mnist_c_mean_accuracy": "top-1 accuracy over MNIST-C's 15 corruptions (sharpvision eval --mnist-c; 28 px grey "
+                             "images)",
     "images_per_s": "training throughput",
     "wall_time_s": "seconds from the first training step to the end of training",
     "n": "the number of runs (seeds) a mean and its sample standard deviation are taken over",

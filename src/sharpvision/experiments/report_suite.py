@@ -35,7 +35,7 @@ COLUMNS: tuple[tuple[str, str, float], ...] = (  # metric, header, scale (accura
     ("ntk_kappa_at_init", "NTK kappa at init", 1), ("loss", "loss", 1), ("loss_under_noise", "loss under noise", 1),
     ("active_fraction_first_block", "active fraction, first block", 1),
     ("corruption_clean_accuracy", "clean acc. % (-C images)", 100),
-    ("mean_corruption_accuracy", "mean corrupted acc. %", 100))
+    ("mean_corruption_accuracy", "mean corrupted acc. %", 100), ("mnist_c_mean_accuracy", "MNIST-C acc. %", 100))
 BLOCK_PIECES = (  # analysis piece, figure name, title, y label, log scale
     ("hessian", "lambda_max", "top Hessian eigenvalue (lambda_max) per block", "lambda_max", True),
     ("sparsity", "sparsity", "active-neuron fraction per block", "fraction active", False))
