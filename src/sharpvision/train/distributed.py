@@ -57,8 +57,8 @@ def setup(device_kind: str, timeout_s: float = 1800.0) -> Dist:
     """Join the process group when launched by torchrun (reusing one the caller already made); else one process.
 
     ``device_kind`` ('cpu' or 'cuda') picks the backend and, on CUDA, binds this process to GPU LOCAL_RANK.
-    ``timeout_s`` bounds joining and every collective: after a torchrun restart, gloo's connect can wait for a peer
-    of the failed round that never answers, and a bounded wait turns that hang into a failure torchrun retries.
+    ``timeout_s`` bounds joining and every collective, so a peer that never answers is a failure torchrun can
+    retry rather than a hang.
     """
     if not launched():
         return Dist()
@@ -71,8 +71,26 @@ def setup(device_kind: str, timeout_s: float = 1800.0) -> Dist:
         torch.cuda.set_device(local_rank)
     owns = not dist.is_initialized()
     if owns:
-        dist.init_process_group("nccl" if device_kind == "cuda" else "gloo", timeout=timedelta(seconds=timeout_s))
+        timeout = timedelta(seconds=timeout_s)
+        dist.init_process_group("nccl" if device_kind == "cuda" else "gloo", timeout=timeout,
+                                **_attempt_store(rank, world, timeout))
     return Dist(rank, world, local_rank, active=True, owns_group=owns)
+
+
+def _attempt_store(rank: int, world: int, timeout: timedelta) -> dict:
+    """A store of this torchrun attempt's own, when torchrun's agent hosts the store (``--max-restarts``).
+
+    The agent's store outlives a restart with the failed attempt's keys in it, and torch joins it without a
+    per-attempt prefix: a restarted worker can read a dead peer's address before the peer writes its new one, and
+    gloo's connect is then refused (measured here: most restarts failed so, under load). A prefix per attempt
+    (``TORCHELASTIC_RESTART_COUNT``) leaves only this attempt's keys in view. Empty outside torchrun's agent.
+    """
+    if os.environ.get("TORCHELASTIC_USE_AGENT_STORE") != "True":
+        return {}
+    client = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), world, is_master=False,
+                           timeout=timeout)
+    attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
+    return {"store": dist.PrefixStore(f"sharpvision/attempt_{attempt}", client), "rank": rank, "world_size": world}
 
 
 def shutdown(d: Dist) -> None:
