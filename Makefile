@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup data demo test lint docs bench-deps clean
+.PHONY: setup data demo test test-slow lint docs bench-deps clean
 
 setup: $(STAMP) data
 
@@ -24,6 +24,11 @@ demo: setup
 # pytest exits 5 when it collected nothing: for this project that is a failure, said plainly.
 test: setup
 	@$(BIN)/pytest $(ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; exit $$rc
+
+# the tests that start worker processes (torchrun jobs, kill-and-resume faults): minutes, so apart; CI runs both
+test-slow: setup
+	@$(BIN)/pytest -m slow $(ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; exit $$rc
 
 # the peers the benchmarks compare against (PyHessian, curvlinops); never needed by the package or its tests

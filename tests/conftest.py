@@ -1,4 +1,5 @@
-"""Suite-wide pytest setup: the ``needs_fmnist`` marker (skips without the data) and a one-thread fixture.
+"""Suite-wide pytest setup: the ``needs_fmnist`` marker (skips without the data), the ``slow`` marker (the
+process-spawning tests, which CI runs apart) and a one-thread fixture.
 
 The shared constants live in ``helpers.py`` (tests import them at collection time; fixtures could not feed
 ``parametrize``).
@@ -16,6 +17,8 @@ def pytest_configure(config: pytest.Config) -> None:
     """Registered, so ``-m needs_fmnist`` / ``-m "not needs_fmnist"`` select by it without an unknown-mark warning."""
     config.addinivalue_line("markers", f"needs_fmnist: reads the real Fashion-MNIST files; skipped without them "
                                        f"({NO_FMNIST})")
+    config.addinivalue_line("markers", "slow: starts worker processes (torchrun jobs, kill-and-resume faults); "
+                                       "left out of `make test`, run by `make test-slow` and by CI")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -104,6 +104,7 @@ def test_what_contrastive_runs_cannot_do_is_refused_by_name(override: str, culpr
         config.load(TINY, ["task=contrastive", override])
 
 
+@pytest.mark.slow
 @pytest.mark.needs_fmnist
 def test_two_workers_with_gathered_negatives_reproduce_one_process(tmp_path: Path) -> None:
     """2 workers x 32 images, each scoring its views against all 128 gathered ones, step as one process with batch

@@ -70,6 +70,7 @@ def probe(tmp_path_factory: pytest.TempPathFactory) -> dict:
     return torch.load(out, weights_only=True)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("m", [2, 4, 8, 16])
 def test_ddp_sam_step_is_m_sharpness(probe: dict, m: int) -> None:
     """4 workers x 4 examples: each perturbation uses the gradient of exactly its m examples (kept local, split or
@@ -89,6 +90,7 @@ def test_ddp_sam_step_is_m_sharpness(probe: dict, m: int) -> None:
     assert len(result["ascents"][0]) == ddp_probe.STEPS * max(4 // m, 1)  # two perturbations per step when m = 2
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("variant", ["GSAM", "LookSAM"])
 def test_ddp_variants_keep_every_worker_on_the_same_weights(probe: dict, variant: str) -> None:
     """GSAM and LookSAM mix the plain gradient g into the all-reduced descent; g is averaged over the workers
@@ -130,6 +132,7 @@ def weights(run: Path) -> dict[str, torch.Tensor]:
     return ckpt.load(run).model
 
 
+@pytest.mark.slow
 @pytest.mark.needs_fmnist
 @pytest.mark.parametrize("m, single_m", [(64, None), (None, 32)], ids=["m=global", "m=per-worker"])
 def test_torchrun_two_workers_reproduce_one_process(tmp_path: Path, m: int | None, single_m: int | None) -> None:
@@ -159,6 +162,7 @@ def test_torchrun_two_workers_reproduce_one_process(tmp_path: Path, m: int | Non
     assert [r["epoch"] for r in epochs if "train_loss" in r] == [0, 1], "one log, written by rank 0 only"
 
 
+@pytest.mark.slow
 @pytest.mark.needs_fmnist
 def test_torchrun_killed_mid_epoch_resumes_exactly(tmp_path: Path) -> None:
     """Both workers SIGKILLed after 4 steps; the resume (mid-epoch checkpoint at step 3) restores each worker's own
@@ -191,6 +195,7 @@ def test_torchrun_killed_mid_epoch_resumes_exactly(tmp_path: Path) -> None:
         assert all(torch.equal(t, wb[k]) for k, t in wa.items()), run
 
 
+@pytest.mark.slow
 @pytest.mark.needs_fmnist
 def test_torchrun_error_stops_the_job_with_the_message(tmp_path: Path) -> None:
     """What a user sees: the one-line error naming the field, a failed job, no traceback, nothing written.

@@ -25,7 +25,7 @@ ARGS = ["--quiet", "data.subset_train=256", "data.subset_test=128", "train.log_e
         "train.ema_decay=0.9", "model.drop_path_rate=0.1", "train.threads=1"]
 TIMING = ("images_per_s", "train_time_s", "tflops_per_s", "wall_time_s", "mfu")
 
-pytestmark = pytest.mark.needs_fmnist
+pytestmark = [pytest.mark.needs_fmnist, pytest.mark.slow]
 
 
 def sharpvision(out: Path, *extra: str, crash: str | None = None, resume: bool = False) -> subprocess.Popen:

@@ -64,18 +64,23 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-def run_replacing(marker: str, line: str, replacement: str) -> dict:
-    """Run the example holding ``marker`` with its ``line`` (which must be there as written) replaced."""
+def run_replacing(marker: str, line: str, replacement: str, *more: tuple[str, str]) -> dict:
+    """Run the example holding ``marker`` with its ``line`` (which must be there as written) replaced, and each
+    further (text, replacement) pair of ``more`` likewise."""
     page, block = example(marker)
-    assert line in block
-    return run(block.replace(line, replacement), page)
+    for old, new in ((line, replacement), *more):
+        assert old in block, old
+        block = block.replace(old, new)
+    return run(block, page)
 
 
 @pytest.mark.needs_fmnist
 def test_analysis_functions_example_runs(tiny_run: Path) -> None:
-    """On the tiny run and 64 examples instead of runs/vit_sam and 2048."""
+    """On the tiny run and 64 examples instead of runs/vit_sam and 2048, and the trace and density with fewer
+    products (9 and one run of 10 instead of 99 and three of 50: they were most of this test's minute)."""
     scope = run_replacing(ANALYSIS_FUNCTIONS, 'run_dir, n = "runs/vit_sam", 2048',
-                          f"run_dir, n = {str(tiny_run)!r}, 64")
+                          f"run_dir, n = {str(tiny_run)!r}, 64", ('samples=99', 'samples=9'),
+                          ('iters=50, runs=3', 'iters=10, runs=1'))
     assert len(scope["data"]) == 1 and len(scope["data"][0][1]) == 64
     assert len(scope["top"]["eigenvalues"]) == 3 and scope["kappa"]["n"] == 64
     assert scope["plane"]["center_loss"] == pytest.approx(scope["flat"]["loss"], rel=1e-5)
