@@ -180,6 +180,7 @@ def test_cli_refuses_bad_shards_and_filters_in_one_line(tmp_path: Path, capsys) 
     assert "missing.yaml: no such file" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # submitit's local executor starts a process per cell
 @pytest.mark.needs_fmnist
 def test_cells_run_as_submitit_jobs_with_the_local_executor(tmp_path: Path) -> None:
     """The SLURM path with submitit's local executor: one job per cell, a job reporting 'done' for a finished cell."""
