@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import platform
+import statistics
 import sys
 from pathlib import Path
 from typing import Any
@@ -41,3 +42,18 @@ def write_result(result: dict[str, Any], name: str, out: str | None = None) -> P
     path.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {path}")
     return path
+
+
+def mean_std(values: list[float]) -> dict[str, float]:
+    """Mean and sample std over seeds (std 0 for one value)."""
+    return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0}
+
+
+def paired(vanilla: list[float], sam: list[float]) -> dict[str, Any]:
+    """SAM against AdamW by seed: both means, the paired difference and the two-sided paired t-test's p."""
+    from scipy import stats
+    diffs = [b - a for a, b in zip(vanilla, sam)]
+    test = stats.ttest_rel(sam, vanilla) if len(diffs) > 1 else None
+    return {"vanilla": mean_std(vanilla), "sam": mean_std(sam), "sam_minus_vanilla": mean_std(diffs),
+            "sam_better_seeds": sum(d > 0 for d in diffs), "n": len(diffs),
+            "paired_t_p": None if test is None else float(test.pvalue)}

@@ -21,12 +21,10 @@ Resumable: finished runs (summary.json) are skipped, interrupted ones resume; th
 from __future__ import annotations
 
 import argparse
-import statistics
 from pathlib import Path
 from typing import Any
 
-from common import RESULTS, provenance, write_result
-from scipy import stats
+from common import RESULTS, paired, provenance, write_result
 
 from sharpvision import config
 from sharpvision.train import finetune_recipe, read_summary, train
@@ -63,17 +61,8 @@ def probe(source: Path, run: Path, seed: int, extra: list[str]) -> dict[str, Any
             "probe_wall_time_s": summary["wall_time_s"]}
 
 
-def paired(vanilla: list[float], sam: list[float]) -> dict[str, Any]:
-    """SAM against AdamW by seed: both means, the paired difference and the paired t-test's p."""
-    diffs = [b - a for a, b in zip(vanilla, sam)]
-    test = stats.ttest_rel(sam, vanilla) if len(diffs) > 1 else None
-    return {"vanilla": _ms(vanilla), "sam": _ms(sam), "sam_minus_vanilla": _ms(diffs),
-            "sam_better_seeds": sum(d > 0 for d in diffs), "n": len(diffs),
-            "paired_t_p": None if test is None else float(test.pvalue)}
 
 
-def _ms(values: list[float]) -> dict[str, float]:
-    return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0}
 
 
 def main() -> None:

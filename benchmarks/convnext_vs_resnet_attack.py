@@ -18,11 +18,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 from pathlib import Path
 from typing import Any
 
-from common import RESULTS, provenance, write_result
+from common import RESULTS, mean_std, provenance, write_result
 from scipy import stats
 
 from sharpvision import config
@@ -92,14 +91,13 @@ def main() -> None:
         r_ = [r["resnet"][e] for r in rows.values()]
         diffs = [a - b for a, b in zip(c, r_)]
         test = stats.ttest_rel(c, r_) if len(diffs) > 1 else None
-        table[e] = {"convnext": _ms(c), "resnet": _ms(r_), "convnext_minus_resnet": _ms(diffs), "n": len(diffs),
+        table[e] = {"convnext": mean_std(c), "resnet": mean_std(r_), "convnext_minus_resnet": mean_std(diffs),
+                    "n": len(diffs),
                     "paired_t_p": None if test is None else float(test.pvalue)}
     write_result({"benchmark": "convnext_vs_resnet_attack", **provenance("cpu"), "eps": eps, "subset": args.subset,
                   "steps": args.steps, "table": table, "seeds": rows}, "convnext_vs_resnet_cpu")
 
 
-def _ms(values: list[float]) -> dict[str, float]:
-    return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0}
 
 
 if __name__ == "__main__":

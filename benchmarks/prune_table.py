@@ -17,13 +17,12 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import statistics
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
-from common import RESULTS, provenance, write_result
+from common import RESULTS, mean_std, provenance, write_result
 from scipy import stats
 
 from sharpvision import data as svdata
@@ -78,8 +77,8 @@ def summarise(sources: dict[str, dict[str, Any]], seeds: list[int]) -> dict[str,
             drops = {s: [drop(sources[f"{family}/{s}/seed{seed}"], key) for seed in seeds] for s in SETTINGS}
             diffs = [b - a for a, b in zip(drops["vanilla"], drops["sam"])]
             test = stats.ttest_rel(drops["sam"], drops["vanilla"]) if len(seeds) > 1 else None
-            rows[key] = {"drop_vanilla": _ms(drops["vanilla"]), "drop_sam": _ms(drops["sam"]),
-                         "sam_minus_vanilla": _ms(diffs), "n": len(seeds),
+            rows[key] = {"drop_vanilla": mean_std(drops["vanilla"]), "drop_sam": mean_std(drops["sam"]),
+                         "sam_minus_vanilla": mean_std(diffs), "n": len(seeds),
                          "paired_t_p": None if test is None else float(test.pvalue)}
         within = {s: [max([a for a in AMOUNTS if drop(sources[f"{family}/{s}/seed{seed}"], f"activity@{a}") <= 1.0],
                           default=0.0) for seed in seeds] for s in SETTINGS}
@@ -87,8 +86,6 @@ def summarise(sources: dict[str, dict[str, Any]], seeds: list[int]) -> dict[str,
     return table
 
 
-def _ms(values: list[float]) -> dict[str, float]:
-    return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0}
 
 
 def main() -> None:

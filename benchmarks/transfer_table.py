@@ -20,12 +20,10 @@ Resumable: finished runs (summary.json) are skipped; their small files can be co
 from __future__ import annotations
 
 import argparse
-import statistics
 from pathlib import Path
 from typing import Any
 
-from common import RESULTS, provenance, write_result
-from scipy import stats
+from common import RESULTS, paired, provenance, write_result
 
 from sharpvision import config
 from sharpvision.train import finetune_recipe, read_summary, train
@@ -66,16 +64,8 @@ def downstream(source: Path, run: Path, transfer: str, mode: str, seed: int) -> 
             "source_test_accuracy": read_summary(source)["test_accuracy"], "wall_time_s": summary["wall_time_s"]}
 
 
-def paired(vanilla: list[float], sam: list[float]) -> dict[str, Any]:
-    diffs = [b - a for a, b in zip(vanilla, sam)]
-    test = stats.ttest_rel(sam, vanilla) if len(diffs) > 1 else None
-    return {"vanilla": _ms(vanilla), "sam": _ms(sam), "sam_minus_vanilla": _ms(diffs),
-            "sam_better_seeds": sum(d > 0 for d in diffs), "n": len(diffs),
-            "paired_t_p": None if test is None else float(test.pvalue)}
 
 
-def _ms(values: list[float]) -> dict[str, float]:
-    return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0}
 
 
 def main() -> None:
