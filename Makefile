@@ -21,9 +21,11 @@ data:
 demo: setup
 	$(BIN)/sharpvision demo $(ARGS)
 
-# pytest exits 5 when it collected nothing: for this project that is a failure, said plainly.
+# pytest exits 5 when it collected nothing: for this project that is a failure, said plainly. The fast suite runs in
+# TEST_WORKERS one-thread processes (pytest-xdist), a test file per worker so module fixtures are built once.
+TEST_WORKERS ?= auto
 test: setup
-	@$(BIN)/pytest $(ARGS); rc=$$?; \
+	@$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile $(ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; exit $$rc
 
 # the tests that start worker processes (torchrun jobs, kill-and-resume faults): minutes, so apart; CI runs both

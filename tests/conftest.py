@@ -7,6 +7,7 @@ The shared constants live in ``helpers.py`` (tests import them at collection tim
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import pytest
@@ -14,7 +15,13 @@ from helpers import HAVE_FMNIST, NO_FMNIST
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Registered, so ``-m needs_fmnist`` / ``-m "not needs_fmnist"`` select by it without an unknown-mark warning."""
+    """Registered, so ``-m needs_fmnist`` / ``-m "not needs_fmnist"`` select by it without an unknown-mark warning.
+
+    Under ``pytest -n N`` (``make test``) each worker process gets one intra-op thread unless the caller chose: the
+    tests' models are tiny, so N one-thread processes use the cores far better than one process with N threads, and
+    threads of different workers never spin-wait on each other. Set here, before any test module imports torch."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        os.environ.setdefault("OMP_NUM_THREADS", "1")
     config.addinivalue_line("markers", f"needs_fmnist: reads the real Fashion-MNIST files; skipped without them "
                                        f"({NO_FMNIST})")
     config.addinivalue_line("markers", "slow: starts worker processes (torchrun jobs, kill-and-resume faults); "
