@@ -5,6 +5,7 @@ The figures blocks are written by scripts/docs_figures.py (``make docs``); this 
 
 import importlib.util
 import re
+import subprocess
 from pathlib import Path
 from types import ModuleType
 
@@ -87,3 +88,22 @@ def test_no_test_counts_in_prose(page: Path) -> None:
     counts = re.findall(r"\b\d[\d,]*\s+(?:\w+\s+)?(?:tests|test cases|cases|properties)\b|\b\d[\d,]*\s+bad inputs\b",
                         prose(page.read_text()))
     assert counts == [], f"{page.relative_to(ROOT)}: {counts}"
+
+
+def test_the_gpu_script_runs_real_benchmarks_with_flags_they_take() -> None:
+    """benchmarks/gpu_owed.sh runs only where a GPU is lent, so its commands are checked here, on every machine: each
+    names a benchmark that exists, on CUDA, with flags that benchmark's parser takes."""
+    script = ROOT / "benchmarks" / "gpu_owed.sh"
+    lines = subprocess.run(["bash", str(script), "--dry-run"], capture_output=True, text=True,
+                           check=True).stdout.splitlines()
+    assert len(lines) >= 5
+    for line in lines:
+        timeout, seconds, _python, benchmark, *args = line.split()
+        assert timeout == "timeout" and 0 < int(seconds) <= 180, line
+        source = (ROOT / benchmark).read_text()
+        assert args[:2] == ["--device", "cuda"], line
+        for flag in (a for a in args if a.startswith("--")):
+            assert f'add_argument("{flag}"' in source, f"{benchmark} takes no {flag}"
+    assert sum(int(line.split()[1]) for line in lines) <= 9 * 60  # one device call, with time left to rerun
+    bad = subprocess.run(["bash", str(script), "--gpu"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "unknown argument --gpu" in bad.stderr
