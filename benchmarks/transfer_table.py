@@ -64,10 +64,6 @@ def downstream(source: Path, run: Path, transfer: str, mode: str, seed: int) -> 
             "source_test_accuracy": read_summary(source)["test_accuracy"], "wall_time_s": summary["wall_time_s"]}
 
 
-
-
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--paper-cpu", type=Path, default=RESULTS / "paper_cpu", help="the paper-cpu suite directory")
