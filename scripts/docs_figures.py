@@ -8,8 +8,9 @@ The docs quote a measured figure only inside a block named after a result under 
     <!-- /figures: sam_overhead_cpu -->
 
 The result's name picks its renderer (the longest registered prefix: ``sam_overhead``), so a new result of a known
-benchmark, such as ``sam_overhead_cuda``, needs a block and no code. Every rendering ends with the file, the
-command, the device and the torch version recorded in the result.
+benchmark, such as ``sam_overhead_cuda``, needs a block and no code. ``NAME:VIEW`` renders another view of the same
+result (``paper_cpu:noise``, the label-noise table of the paper-cpu suite) with the renderer registered for it.
+Every rendering ends with the file, the command, the device and the torch version recorded in the result.
 
     python scripts/docs_figures.py            # rewrite every block in README.md and docs/*.md (make docs)
     python scripts/docs_figures.py --check    # change nothing; list the stale blocks, exit 1 if any
@@ -31,8 +32,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 # markers stand alone on their line, so a page can mention one inline (in backticks) without opening a block
-OPEN = re.compile(r"^<!-- figures: ([\w.-]+) -->$", re.M)
-BLOCK = re.compile(r"^<!-- figures: (?P<name>[\w.-]+) -->\n.*?^<!-- /figures: (?P=name) -->$", re.S | re.M)
+OPEN = re.compile(r"^<!-- figures: ([\w.:-]+) -->$", re.M)
+BLOCK = re.compile(r"^<!-- figures: (?P<name>[\w.:-]+) -->\n.*?^<!-- /figures: (?P=name) -->$", re.S | re.M)
 
 Renderer = Callable[[Path], str]
 RENDERERS: dict[str, Renderer] = {}
@@ -64,7 +65,7 @@ def render_block(name: str) -> str:
     prefixes = [p for p in RENDERERS if name.startswith(p)]
     if not prefixes:
         raise ValueError(f"figures block {name!r}: no renderer for it (known prefixes: {', '.join(RENDERERS)})")
-    return RENDERERS[max(prefixes, key=len)](result_path(name)).strip()
+    return RENDERERS[max(prefixes, key=len)](result_path(name.partition(":")[0])).strip()
 
 
 def render(text: str) -> str:
@@ -331,6 +332,46 @@ def paper_cpu(path: Path) -> str:
           "benchmarks/results/paper_cpu"
     return f"{table(['claim', 'ours', 'verdict'], rows)}\n\n{note}\n\n" + source(path, cmd, summary["device"],
                                                                                 summary["torch"])
+
+
+@renders("paper_cpu:noise")
+def paper_cpu_noise(path: Path) -> str:
+    """Foret et al.'s label-noise table from the paper-cpu suite's cells: clean test accuracy and train accuracy on
+    the noisy labels (memorisation), AdamW and SAM, SAM's gain paired by seed (the suite's seeds share the
+    initialisation and the noisy labels)."""
+    results = load(path / "results.json")
+    cells: dict[tuple[str, str, str], dict[str, float]] = {}
+    for cell in results["cells"].values():
+        lab = cell["labels"]
+        if (lab.get("model"), lab.get("data.fraction")) == ("vit", "0.04") and lab.get("setting") in ("vanilla", "sam"):
+            cells[(lab["data.label_noise"], lab["setting"], lab["seed"])] = cell["metrics"]
+    rows = []
+    for noise in sorted({k[0] for k in cells}, key=float):
+        seeds = sorted(s for (n, st, s) in cells if n == noise and st == "vanilla" and (noise, "sam", s) in cells)
+        if not seeds:
+            continue
+        acc = {(st, m): [100 * cells[(noise, st, s)][m] for s in seeds]
+               for st in ("vanilla", "sam") for m in ("test_accuracy", "train_accuracy")}
+        gain = [a - b for a, b in zip(acc["sam", "test_accuracy"], acc["vanilla", "test_accuracy"])]
+        rows.append([f"{float(noise):.0%}", str(len(seeds)), _ms(acc["vanilla", "test_accuracy"]),
+                     _ms(acc["sam", "test_accuracy"]), _ms(gain, signed=True), _ms(acc["vanilla", "train_accuracy"]),
+                     _ms(acc["sam", "train_accuracy"])])
+    summary = load(sorted((path / "cells").glob("*/result.json"))[0])["summary"]
+    note = paragraph("paper-cpu's noise grid: `vit_micro` on 2,352 Fashion-MNIST images (a stratified 4%) with that "
+                     "share of training labels replaced by another class at random, 40 epochs, AdamW or SAM (rho "
+                     "0.02, the ViT's rho chosen on clean validation accuracy); test accuracy on the clean 10,000 "
+                     "test images at the last epoch, train accuracy on the noisy labels. Mean +- std over seeds; "
+                     "SAM's gain paired by seed.")
+    cmd = "sharpvision reproduce paper-cpu --out benchmarks/results/paper_cpu"
+    header = ["label noise", "seeds", "test AdamW (%)", "test SAM (%)", "SAM - AdamW (points)", "train AdamW (%)",
+              "train SAM (%)"]
+    return f"{table(header, rows)}\n\n{note}\n\n" + source(path, cmd, summary["device"], summary["torch"])
+
+
+def _ms(values: list[float], signed: bool = False) -> str:
+    mean = statistics.fmean(values)
+    text = f"{mean:+.1f}" if signed else f"{mean:.1f}"
+    return f"{text} +- {statistics.stdev(values):.1f}" if len(values) > 1 else text
 
 
 @renders("checkpoint_cost")
