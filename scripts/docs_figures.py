@@ -368,6 +368,46 @@ def paper_cpu_noise(path: Path) -> str:
     return f"{table(header, rows)}\n\n{note}\n\n" + source(path, cmd, summary["device"], summary["torch"])
 
 
+VARIANT_COST = {"sam": "sam", "sam5": "sam_every_5", "looksam5": "looksam_5", "gsam": "gsam"}  # sam_overhead's names
+
+
+@renders("paper_cpu:variants")
+def paper_cpu_variants(path: Path) -> str:
+    """SAM's efficient variants where SAM helps (paper-cpu's variants grid, ViT at 40% label noise): test accuracy,
+    the share of SAM's gain each keeps (paired by seed, then averaged), and its cost per step over AdamW's from
+    sam_overhead_cpu.json (measured side by side in one process; the cells' own wall times ran beside other jobs)."""
+    results = load(path / "results.json")
+    overhead = next(r["settings"] for r in load(RESULTS / "sam_overhead_cpu.json")["results"]
+                    if r["model"] == "vit_micro")
+    acc: dict[tuple[str, str], float] = {}
+    for cell in results["cells"].values():
+        lab = cell["labels"]
+        if (lab.get("model"), lab.get("data.fraction"), lab.get("data.label_noise")) == ("vit", "0.04", "0.4"):
+            acc[(lab["setting"], lab["seed"])] = 100 * cell["metrics"]["test_accuracy"]
+    rows = []
+    for setting in ("vanilla", *VARIANT_COST):
+        seeds = sorted(s for (st, s) in acc if st == setting and ("vanilla", s) in acc and ("sam", s) in acc)
+        cost = overhead[VARIANT_COST[setting]]["ratio_of_medians"] if setting in VARIANT_COST else 1.0
+        if not seeds:
+            rows.append([setting, "0", "not run yet", "-", f"{cost:.2f}"])
+            continue
+        gain = statistics.fmean(acc[(setting, s)] - acc[("vanilla", s)] for s in seeds)
+        sam_gain = statistics.fmean(acc[("sam", s)] - acc[("vanilla", s)] for s in seeds)
+        kept = "-" if setting in ("vanilla", "sam") or sam_gain <= 0 else f"{100 * gain / sam_gain:.0f}%"
+        rows.append([setting, str(len(seeds)), _ms([acc[(setting, s)] for s in seeds]), kept, f"{cost:.2f}"])
+    note = paragraph("paper-cpu's variants grid: `vit_micro`, 40% symmetric label noise (the regime where the "
+                     "pilot saw SAM help), 2,352 images, 40 epochs; SAM-5 and LookSAM-5 take SAM's two passes on one "
+                     "step in five, GSAM adds the surrogate gap. Share of the gain: the variant's mean gain over AdamW "
+                     "/ SAM's, on the same seeds (paired). Cost: time per step over AdamW's on `vit_micro`, batch "
+                     "128, from `benchmarks/results/sam_overhead_cpu.json`. The goal: a variant at no more than "
+                     "1.35x AdamW's cost keeping at least 80% of SAM's gain.")
+    cmd = ("sharpvision reproduce paper-cpu --out benchmarks/results/paper_cpu --only model=vit "
+           "--only data.label_noise=0.4")
+    summary = load(sorted((path / "cells").glob("*/result.json"))[0])["summary"]
+    header = ["setting", "seeds", "test accuracy (%)", "share of SAM's gain kept", "cost per step (AdamW = 1)"]
+    return f"{table(header, rows)}\n\n{note}\n\n" + source(path, cmd, summary["device"], summary["torch"])
+
+
 def _ms(values: list[float], signed: bool = False) -> str:
     mean = statistics.fmean(values)
     text = f"{mean:+.1f}" if signed else f"{mean:.1f}"
