@@ -95,14 +95,17 @@ def test_shipped_suites_load_by_name_and_a_missing_one_lists_them() -> None:
 def test_only_filters_and_shards_split_the_cells_without_overlap(tmp_path: Path) -> None:
     cells = load_suite(write_suite(tmp_path)).cells()
     assert [c.key for c in select(cells, ["setting=sam"], None)] == ["setting=sam,seed=0", "setting=sam,seed=1"]
+    assert [c.key for c in select(cells, ["setting=sam,vanilla", "seed=1"], None)] == ["setting=vanilla,seed=1",
+                                                                                      "setting=sam,seed=1"]
     shards = [select(cells, [], f"{i}/3") for i in (1, 2, 3)]
     assert sorted(c.key for s in shards for c in s) == sorted(c.key for c in cells)
     assert sum(len(s) for s in shards) == len(cells)
     for bad, message in (("3/2", "1 <= I <= N"), ("0/2", "1 <= I <= N"), ("a/b", "expected I/N")):
         with pytest.raises(SuiteError, match=message):
             select(cells, [], bad)
-    with pytest.raises(SuiteError, match="setting has no value 'asam'"):
-        select(cells, ["setting=asam"], None)
+    for bad in ("setting=asam", "setting=sam,asam"):
+        with pytest.raises(SuiteError, match="setting has no value 'asam'"):
+            select(cells, [bad], None)
     with pytest.raises(SuiteError, match="expected AXIS=LABEL"):
         select(cells, ["model=vit"], None)
 

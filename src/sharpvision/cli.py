@@ -316,7 +316,8 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("suite", help="a suite YAML file or a shipped suite's name (configs/suites/)")
     r.add_argument("--out", help="suite directory (default runs/suites/<suite name>)")
     r.add_argument("--only", action="append", default=[], metavar="AXIS=LABEL",
-                   help="run only the cells with this label (repeatable)")
+                   help="run only the cells with this label, or with one of several (setting=vanilla,sam); "
+                        "repeatable, each filter narrowing the last")
     r.add_argument("--shard", metavar="I/N", help="run every N-th cell from the I-th (N machines, one directory)")
     r.add_argument("--dry-run", action="store_true", help="list the cells, their state and estimated cost")
     r.add_argument("--submit", choices=["slurm", "local"], help="one submitit job per cell (local: subprocesses)")

@@ -150,17 +150,19 @@ def load_suite(path: str | Path) -> Suite:
 
 
 def select(cells: list[Cell], only: list[str], shard: str | None) -> list[Cell]:
-    """Cells matching every ``axis=label`` filter, then every N-th of them from the I-th (``shard`` is ``I/N``)."""
+    """Cells matching every ``axis=label[,label...]`` filter (one of the labels, for each filter), then every N-th
+    of them from the I-th (``shard`` is ``I/N``)."""
     for item in only:
-        axis, sep, label = item.partition("=")
+        axis, sep, wanted = item.partition("=")
         known = {a for c in cells for a, _ in c.labels}
         if not sep or axis not in known:
             raise SuiteError(f"--only {item!r}: expected AXIS=LABEL with an axis of the suite "
                              f"({', '.join(sorted(known))})")
         labels = {lab for c in cells for a, lab in c.labels if a == axis}
-        if label not in labels:
-            raise SuiteError(f"--only {item!r}: {axis} has no value {label!r}; it has {', '.join(sorted(labels))}")
-        cells = [c for c in cells if c.label(axis) == label]
+        for label in wanted.split(","):
+            if label not in labels:
+                raise SuiteError(f"--only {item!r}: {axis} has no value {label!r}; it has {', '.join(sorted(labels))}")
+        cells = [c for c in cells if c.label(axis) in wanted.split(",")]
     if shard is None:
         return cells
     match = re.fullmatch(r"(\d+)/(\d+)", shard)
