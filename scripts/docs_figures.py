@@ -100,7 +100,8 @@ def command(data: dict[str, Any]) -> str:
 
 def source(path: Path, cmd: str, device: str, torch: str) -> str:
     """The line that closes every block: where the figures come from."""
-    return paragraph(f"_Source: `{path.relative_to(ROOT)}`; command: `{cmd}`; device: {device}; torch: {torch}._")
+    shown = path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
+    return paragraph(f"_Source: `{shown}`; command: `{cmd}`; device: {device}; torch: {torch}._")
 
 
 def standard_source(path: Path, data: dict[str, Any]) -> str:

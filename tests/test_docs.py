@@ -4,6 +4,7 @@ The figures blocks are written by scripts/docs_figures.py (``make docs``); this 
 """
 
 import importlib.util
+import json
 import re
 import subprocess
 from pathlib import Path
@@ -107,3 +108,23 @@ def test_the_gpu_script_runs_real_benchmarks_with_flags_they_take() -> None:
     assert sum(int(line.split()[1]) for line in lines) <= 9 * 60  # one device call, with time left to rerun
     bad = subprocess.run(["bash", str(script), "--gpu"], capture_output=True, text=True)
     assert bad.returncode == 2 and "unknown argument --gpu" in bad.stderr
+
+
+def test_the_paper_cpu_views_pair_by_seed_and_leave_out_unpaired_cells(tmp_path: Path) -> None:
+    """The label-noise and variants views computed by hand on a made-up suite: gains paired by seed, a seed without
+    its partner left out, the share of SAM's gain as a ratio of mean gains."""
+    def cell(setting: str, noise: str, seed: int, test: float, train: float = 0.9) -> dict:
+        return {"labels": {"seed": str(seed), "model": "vit", "setting": setting, "data.fraction": "0.04",
+                           "data.label_noise": noise}, "metrics": {"test_accuracy": test, "train_accuracy": train}}
+    cells = [cell("vanilla", "0.4", 0, 0.50, 0.80), cell("sam", "0.4", 0, 0.54, 0.70),
+             cell("vanilla", "0.4", 1, 0.60, 0.90), cell("sam", "0.4", 1, 0.62, 0.60),
+             cell("vanilla", "0.4", 2, 0.10),  # no SAM partner: left out
+             cell("sam5", "0.4", 0, 0.53), cell("sam5", "0.4", 1, 0.61)]
+    (tmp_path / "results.json").write_text(json.dumps({"cells": {str(i): c for i, c in enumerate(cells)}}))
+    (tmp_path / "cells" / "a").mkdir(parents=True)
+    (tmp_path / "cells" / "a" / "result.json").write_text(json.dumps({"summary": {"device": "cpu", "torch": "2"}}))
+    noise = figures.RENDERERS["paper_cpu:noise"](tmp_path)
+    assert "| 40% | 2 | 55.0 +- 7.1 | 58.0 +- 5.7 | +3.0 +- 1.4 | 85.0 +- 7.1 | 65.0 +- 7.1 |" in noise
+    variants = figures.RENDERERS["paper_cpu:variants"](tmp_path)
+    assert "| sam5 | 2 | 57.0 +- 5.7 | 67% |" in variants  # (3 + 1) / 2 of SAM's (4 + 2) / 2
+    assert "| looksam5 | 0 | not run yet | - |" in variants
