@@ -328,11 +328,25 @@ def paper_cpu(path: Path) -> str:
     seeds = sorted({cell["labels"]["seed"] for cell in results["cells"].values()})
     note = paragraph(f"{results['cells_done']} of {results['cells_total']} cells done (seeds with a finished cell: "
                      f"{', '.join(seeds)}); each comparison is mean +- std (n) over seeds. Rule: {claims['rule']}")
-    summary = load(sorted((path / "cells").glob("*/result.json"))[0])["summary"]
     cmd = "sharpvision reproduce paper-cpu --out benchmarks/results/paper_cpu && sharpvision report " \
           "benchmarks/results/paper_cpu"
-    return f"{table(['claim', 'ours', 'verdict'], rows)}\n\n{note}\n\n" + source(path, cmd, summary["device"],
-                                                                                summary["torch"])
+    return f"{table(['claim', 'ours', 'verdict'], rows)}\n\n{note}\n\n" + _suite_source(path, cmd)
+
+
+def _suite_source(path: Path, cmd: str) -> str:
+    """The closing line of a suite's block, with the device and torch its first finished cell recorded."""
+    summary = load(sorted((path / "cells").glob("*/result.json"))[0])["summary"]
+    return source(path, cmd, summary["device"], summary["torch"])
+
+
+def _vit_cells(path: Path, **fixed: str) -> dict[tuple[str, str, str], dict[str, float]]:
+    """The ViT cells of a suite's results.json at the fixed labels: (label noise, setting, seed) -> metrics."""
+    out = {}
+    for cell in load(path / "results.json")["cells"].values():
+        lab = cell["labels"]
+        if lab.get("model") == "vit" and all(lab.get(k) == v for k, v in fixed.items()):
+            out[(lab["data.label_noise"], lab["setting"], lab["seed"])] = cell["metrics"]
+    return out
 
 
 @renders("paper_cpu:noise")
@@ -340,12 +354,7 @@ def paper_cpu_noise(path: Path) -> str:
     """Foret et al.'s label-noise table from the paper-cpu suite's cells: clean test accuracy and train accuracy on
     the noisy labels (memorisation), AdamW and SAM, SAM's gain paired by seed (the suite's seeds share the
     initialisation and the noisy labels)."""
-    results = load(path / "results.json")
-    cells: dict[tuple[str, str, str], dict[str, float]] = {}
-    for cell in results["cells"].values():
-        lab = cell["labels"]
-        if (lab.get("model"), lab.get("data.fraction")) == ("vit", "0.04") and lab.get("setting") in ("vanilla", "sam"):
-            cells[(lab["data.label_noise"], lab["setting"], lab["seed"])] = cell["metrics"]
+    cells = _vit_cells(path, **{"data.fraction": "0.04"})
     rows = []
     for noise in sorted({k[0] for k in cells}, key=float):
         seeds = sorted(s for (n, st, s) in cells if n == noise and st == "vanilla" and (noise, "sam", s) in cells)
@@ -357,7 +366,6 @@ def paper_cpu_noise(path: Path) -> str:
         rows.append([f"{float(noise):.0%}", str(len(seeds)), _ms(acc["vanilla", "test_accuracy"]),
                      _ms(acc["sam", "test_accuracy"]), _ms(gain, signed=True), _ms(acc["vanilla", "train_accuracy"]),
                      _ms(acc["sam", "train_accuracy"])])
-    summary = load(sorted((path / "cells").glob("*/result.json"))[0])["summary"]
     note = paragraph("paper-cpu's noise grid: `vit_micro` on 2,352 Fashion-MNIST images (a stratified 4%) with that "
                      "share of training labels replaced by another class at random, 40 epochs, AdamW or SAM (rho "
                      "0.02, the ViT's rho chosen on clean validation accuracy); test accuracy on the clean 10,000 "
@@ -366,7 +374,7 @@ def paper_cpu_noise(path: Path) -> str:
     cmd = "sharpvision reproduce paper-cpu --out benchmarks/results/paper_cpu"
     header = ["label noise", "seeds", "test AdamW (%)", "test SAM (%)", "SAM - AdamW (points)", "train AdamW (%)",
               "train SAM (%)"]
-    return f"{table(header, rows)}\n\n{note}\n\n" + source(path, cmd, summary["device"], summary["torch"])
+    return f"{table(header, rows)}\n\n{note}\n\n" + _suite_source(path, cmd)
 
 
 VARIANT_COST = {"sam": "sam", "sam5": "sam_every_5", "looksam5": "looksam_5", "gsam": "gsam"}  # sam_overhead's names
@@ -375,16 +383,13 @@ VARIANT_COST = {"sam": "sam", "sam5": "sam_every_5", "looksam5": "looksam_5", "g
 @renders("paper_cpu:variants")
 def paper_cpu_variants(path: Path) -> str:
     """SAM's efficient variants where SAM helps (paper-cpu's variants grid, ViT at 40% label noise): test accuracy,
-    the share of SAM's gain each keeps (paired by seed, then averaged), and its cost per step over AdamW's from
-    sam_overhead_cpu.json (measured side by side in one process; the cells' own wall times ran beside other jobs)."""
-    results = load(path / "results.json")
+    the share of SAM's gain each keeps (its mean gain over SAM's, on the same seeds), and its cost per step over
+    AdamW's from sam_overhead_cpu.json (measured side by side in one process; the cells' own wall times ran beside
+    other jobs)."""
     overhead = next(r["settings"] for r in load(RESULTS / "sam_overhead_cpu.json")["results"]
                     if r["model"] == "vit_micro")
-    acc: dict[tuple[str, str], float] = {}
-    for cell in results["cells"].values():
-        lab = cell["labels"]
-        if (lab.get("model"), lab.get("data.fraction"), lab.get("data.label_noise")) == ("vit", "0.04", "0.4"):
-            acc[(lab["setting"], lab["seed"])] = 100 * cell["metrics"]["test_accuracy"]
+    cells = _vit_cells(path, **{"data.fraction": "0.04", "data.label_noise": "0.4"})
+    acc = {(setting, seed): 100 * m["test_accuracy"] for (_, setting, seed), m in cells.items()}
     rows = []
     for setting in ("vanilla", *VARIANT_COST):
         seeds = sorted(s for (st, s) in acc if st == setting and ("vanilla", s) in acc and ("sam", s) in acc)
@@ -404,9 +409,8 @@ def paper_cpu_variants(path: Path) -> str:
                      "1.35x AdamW's cost keeping at least 80% of SAM's gain.")
     cmd = ("sharpvision reproduce paper-cpu --out benchmarks/results/paper_cpu --only model=vit "
            "--only data.label_noise=0.4")
-    summary = load(sorted((path / "cells").glob("*/result.json"))[0])["summary"]
     header = ["setting", "seeds", "test accuracy (%)", "share of SAM's gain kept", "cost per step (AdamW = 1)"]
-    return f"{table(header, rows)}\n\n{note}\n\n" + source(path, cmd, summary["device"], summary["torch"])
+    return f"{table(header, rows)}\n\n{note}\n\n" + _suite_source(path, cmd)
 
 
 def _ms(values: list[float], signed: bool = False) -> str:

@@ -159,10 +159,11 @@ def select(cells: list[Cell], only: list[str], shard: str | None) -> list[Cell]:
             raise SuiteError(f"--only {item!r}: expected AXIS=LABEL with an axis of the suite "
                              f"({', '.join(sorted(known))})")
         labels = {lab for c in cells for a, lab in c.labels if a == axis}
-        for label in wanted.split(","):
+        chosen = wanted.split(",")
+        for label in chosen:
             if label not in labels:
                 raise SuiteError(f"--only {item!r}: {axis} has no value {label!r}; it has {', '.join(sorted(labels))}")
-        cells = [c for c in cells if c.label(axis) in wanted.split(",")]
+        cells = [c for c in cells if c.label(axis) in chosen]
     if shard is None:
         return cells
     match = re.fullmatch(r"(\d+)/(\d+)", shard)
