@@ -203,15 +203,20 @@ def test_cells_run_as_submitit_jobs_with_the_local_executor(tmp_path: Path) -> N
 @pytest.mark.needs_fmnist
 def test_dry_run_times_each_setup_once_and_lists_every_cell(tmp_path: Path, capsys) -> None:
     from sharpvision.experiments.estimate import training_seconds
-    suite = load_suite(write_suite(tmp_path))
+    # a warmup longer than the timed pass's one epoch must not make the pass's recipe invalid
+    suite = load_suite(write_suite(tmp_path, overrides=[*TINY_RUN, "schedule.epochs=3", "schedule.warmup_epochs=2"]))
     seconds = training_seconds(suite, suite.cells())
     assert set(seconds) == {c.key for c in suite.cells()} and all(v > 0 for v in seconds.values())
     for setting in ("vanilla", "sam"):  # seeds share their setup's timed pass and step count
         assert seconds[f"setting={setting},seed=0"] == seconds[f"setting={setting},seed=1"]
-    assert main(["reproduce", str(write_suite(tmp_path)), "--dry-run", "--out", str(tmp_path / "o")]) == 0
+    finished = tmp_path / "o" / "cells" / suite.cells()[0].folder  # a finished cell is listed, not timed
+    finished.mkdir(parents=True)
+    (finished / "result.json").write_text("{}")
+    assert main(["reproduce", str(tmp_path / "suite.yaml"), "--dry-run", "--out", str(tmp_path / "o")]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert [line.split()[:2] for line in out[:4]] == [[c.key, "todo"] for c in suite.cells()]
-    assert out[-1].startswith("4 cells, about ") and "timed passes of 2 setups" in out[-1]
+    assert [line.split() for line in out[:1]] == [[suite.cells()[0].key, "done", "-"]]
+    assert [line.split()[:2] for line in out[1:4]] == [[c.key, "todo"] for c in suite.cells()[1:]]
+    assert out[-1].startswith("4 cells, 1 done, about ") and "timed passes of 2 setups" in out[-1]
 
 
 def test_cell_metrics_take_lambda_max_from_the_analysis_else_from_training() -> None:

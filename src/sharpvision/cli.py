@@ -175,14 +175,16 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def _dry_run(suite: Suite, out: Path, cells: list[Cell]) -> int:
+    """Each cell's status and estimated training time; finished cells are not timed (a resumed suite is cheap to ask)."""
     from sharpvision import experiments
     from sharpvision.experiments.estimate import training_seconds
-    seconds = training_seconds(suite, cells)
+    status = {cell.key: experiments.cell_status(out / "cells" / cell.folder) for cell in cells}
+    seconds = training_seconds(suite, [c for c in cells if status[c.key] != "done"])
     for cell in cells:
-        print(f"{cell.key:<60} {experiments.cell_status(out / 'cells' / cell.folder):<8} "
-              f"~{seconds[cell.key] / 60:.1f} min")
-    print(f"{len(cells)} cells, about {sum(seconds.values()) / 3600:.2f} h of training (timed passes of "
-          f"{len(set(seconds.values()))} setups; evaluation and analysis not included)")
+        cost = f"~{seconds[cell.key] / 60:.1f} min" if cell.key in seconds else "-"
+        print(f"{cell.key:<60} {status[cell.key]:<8} {cost}")
+    print(f"{len(cells)} cells, {len(cells) - len(seconds)} done, about {sum(seconds.values()) / 3600:.2f} h of "
+          f"training left (timed passes of {len(set(seconds.values()))} setups; evaluation and analysis not included)")
     return 0
 
 

@@ -26,6 +26,7 @@ def training_seconds(suite: Suite, cells: list[Cell]) -> dict[str, float]:
         if group not in speed:
             with tempfile.TemporaryDirectory() as tmp:
                 short = suite.recipe_of(Cell(cell.labels, (*cell.overrides, "schedule.epochs=1",
+                                                           "schedule.warmup_epochs=0",  # must fit in 1 epoch
                                                            f"train.max_steps_per_epoch={TIMED_STEPS}",
                                                            "train.lambda_max_every=null")))
                 speed[group] = train(short, Path(tmp) / "run", progress=False)["images_per_s"]
