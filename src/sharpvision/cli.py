@@ -175,7 +175,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def _dry_run(suite: Suite, out: Path, cells: list[Cell]) -> int:
-    """Each cell's status and estimated training time; finished cells are not timed (a resumed suite is cheap to ask)."""
+    """Each cell's status and estimated training time; finished cells are not timed, so a resumed suite is cheap."""
     from sharpvision import experiments
     from sharpvision.experiments.estimate import training_seconds
     status = {cell.key: experiments.cell_status(out / "cells" / cell.folder) for cell in cells}
