@@ -255,6 +255,20 @@ def looksam_drift(path: Path) -> str:
     return f"{table(header, rows)}\n\n{setting}\n\n{standard_source(path, d)}"
 
 
+@renders("looksam_alpha")
+def looksam_alpha(path: Path) -> str:
+    d = load(path)
+    names = {"adamw": "AdamW", "ours": "LookSAM (sharpvision, global g_v)", "peer": "LookSAM (pytorch-optimizer, "
+                                                                              "per-tensor g_v)"}
+    rows = [[names[r["impl"]], "-" if r["alpha"] is None else f"{r['alpha']}",
+             f"{100 * r['val_accuracy']:.1f}", f"{r['curve'][-1]['train_loss']:.3f}"] for r in d["results"]]
+    setting = paragraph(f"`{d['model']}`, {d['train_images']:,} training images, batch 128, {d['epochs']} epochs, "
+                        f"rho {d['rho']}, k = {d['k']}, {d['base']}, seed {d['seed']}; validation accuracy on "
+                        f"{d['val_images']:,} held-out training images. alpha = 0 is SAM-{d['k']}.")
+    header = ["optimizer", "alpha", "val accuracy (%)", "train loss, last epoch"]
+    return f"{table(header, rows)}\n\n{setting}\n\n{standard_source(path, d)}"
+
+
 @renders("time_to_accuracy")
 def time_to_accuracy(path: Path) -> str:
     d = load(path)
