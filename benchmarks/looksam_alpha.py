@@ -35,11 +35,10 @@ def stack(dataset: torch.utils.data.Dataset) -> tuple[torch.Tensor, torch.Tensor
     return torch.stack(xs), torch.tensor(ys)
 
 
-def run(cfg: config.Config, bundle: svdata.DataBundle, impl: str, alpha: float | None, epochs: int,
-        rho: float) -> dict:
+def run(cfg: config.Config, bundle: svdata.DataBundle, splits: tuple[torch.Tensor, ...], impl: str,
+        alpha: float | None, epochs: int, rho: float) -> dict:
     """Train from the seed's initial weights; impl is 'adamw', 'ours' or 'peer'. Per-epoch train loss, val acc."""
-    x_train, y_train = stack(bundle.train)
-    x_val, y_val = stack(bundle.val)
+    x_train, y_train, x_val, y_val = splits
     torch.manual_seed(cfg.seed)
     model = models.from_config(cfg, bundle)
     adamw = {"lr": 2e-3, "weight_decay": 0.05}
@@ -99,10 +98,11 @@ def main() -> int:
                                f"data.subset_train={args.images}", "data.val_fraction=0.02",
                                f"seed={args.seed}"])
     bundle = svdata.build_datasets(cfg.data)
+    splits = (*stack(bundle.train), *stack(bundle.val))  # read once, shared by every setting
     settings = [("adamw", None)] + [("ours", a) for a in args.alphas] + [("peer", a) for a in args.peer_alphas]
     results = []
     for impl, alpha in settings:
-        results.append(run(cfg, bundle, impl, alpha, args.epochs, args.rho))
+        results.append(run(cfg, bundle, splits, impl, alpha, args.epochs, args.rho))
         r = results[-1]
         print(f"{impl:<6} alpha {alpha}: val accuracy {r['val_accuracy']:.3f}, "
               f"train loss {r['curve'][-1]['train_loss']:.3f}", flush=True)
