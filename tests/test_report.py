@@ -100,6 +100,10 @@ def test_the_suite_report_has_claims_a_table_per_grid_and_captioned_figures_on_d
     assert "ViT-B/16: top-1 74.6, lambda_max 738.8" in vit_row
     assert "ResNet-152: top-1 79.3, lambda_max 42.0" in next(r for r in all_rows if r.startswith("| resnet | sam |"))
     assert "trace" not in all_rows[0] and "NTK kappa" not in all_rows[0]  # no cell measured them: no column
+    saved_results = json.loads((suite_dir / "results.json").read_text())  # and the stale file was brought up to date
+    assert saved_results["cells_done"] == saved_results["cells_total"] == 8 and len(saved_results["groups"]) == 4
+    assert saved_results["groups"]["model=vit,setting=vanilla"]["metrics"]["test_accuracy"]["mean"] == \
+        pytest.approx(statistics.fmean(vit))
     pair_rows = [r for r in section(md, "### Grid pair").splitlines() if r.startswith("| vit")]
     assert len(pair_rows) == 2 and all("(n=1)" in r and "±" not in r for r in pair_rows)  # the grid's one seed
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import statistics
 from pathlib import Path
@@ -87,6 +88,14 @@ def aggregate(suite: Suite, out: Path, loaded: dict[str, dict[str, Any]] | None 
         group["metrics"] = {m: _mean_std([r[m] for r in runs if m in r]) for m in names}
     return {"suite": suite.name, "axes": {a: list(v) for a, v in suite.axes.items()},
             "cells_total": len(suite.cells()), "cells_done": len(cells), "cells": cells, "groups": groups}
+
+
+def write_results(out: Path, results: dict[str, Any]) -> Path:
+    """``out/results.json``, replaced in one step: shards and reports rewrite it while others may be reading it."""
+    tmp = out / f".results.json.{os.getpid()}"
+    tmp.write_text(json.dumps(results, indent=2) + "\n")
+    os.replace(tmp, out / "results.json")
+    return out / "results.json"
 
 
 def _mean_std(values: list[float]) -> dict[str, float]:

@@ -1,6 +1,7 @@
 """``sharpvision report``: a suite directory (``sharpvision reproduce``'s) or run directories as ``report.md`` and
 one self-contained ``report.html`` (figures embedded, style inline: it reads offline), with the figures in
-``figures/`` and, for a suite, the claims' verdicts in ``claims.json``.
+``figures/`` and, for a suite, the claims' verdicts in ``claims.json`` and ``results.json`` brought up to date with
+the finished cells (shards write it only when they end).
 
 Every input is checked before anything is written, so a wrong directory leaves no half report behind.
 """
@@ -12,6 +13,7 @@ from pathlib import Path
 
 from sharpvision.errors import SharpvisionError
 from sharpvision.experiments import claims, report_runs, report_suite
+from sharpvision.experiments.aggregate import write_results
 from sharpvision.experiments.report_doc import Block, figure_names
 from sharpvision.experiments.report_render import to_html, to_markdown
 
@@ -60,7 +62,7 @@ def _suite(root: Path, out: Path, pair: str | None) -> list[Path]:
     verdicts = claims.evaluate(data.results)
     blocks = report_suite.blocks(data, verdicts, pair or next(iter(models), None), _figures(out), str(root))
     (out / "claims.json").write_text(json.dumps(verdicts, indent=2) + "\n")
-    return [*_write(out, blocks), out / "claims.json"]
+    return [*_write(out, blocks), out / "claims.json", write_results(root, data.results)]
 
 
 def _figures(out: Path) -> Path:

@@ -23,7 +23,7 @@ from typing import Any
 import yaml
 
 from sharpvision import config as svconfig
-from sharpvision.experiments.aggregate import aggregate
+from sharpvision.experiments.aggregate import aggregate, write_results
 from sharpvision.experiments.locks import CellLock
 from sharpvision.experiments.suite import Cell, Suite, SuiteError
 from sharpvision.train import read_summary, train
@@ -41,7 +41,7 @@ def run_suite(suite: Suite, out: Path, cells: list[Cell], retries: int = 1,
         eta = f", about {per_cell * (len(cells) - i) / 60:.0f} min left" if done else ""
         say(f"[{i}/{len(cells)}] {cell.key}: {status}{eta}")
     results = aggregate(suite, out)
-    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    write_results(out, results)
     return results
 
 

@@ -8,12 +8,11 @@ jobs off one cell. The directory must be on a filesystem the compute nodes share
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from sharpvision.experiments.aggregate import aggregate
+from sharpvision.experiments.aggregate import aggregate, write_results
 from sharpvision.experiments.runner import claim, run_cell
 from sharpvision.experiments.suite import Cell, Suite, SuiteError
 
@@ -39,5 +38,5 @@ def submit_cells(suite: Suite, out: Path, cells: list[Cell], cluster: str, timeo
             status = f"job {job.job_id} failed ({str(e).strip().splitlines()[0]})"
         say(f"[{i}/{len(cells)}] {cell.key}: {status}")
     results = aggregate(suite, out)
-    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    write_results(out, results)
     return results
