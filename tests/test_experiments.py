@@ -174,6 +174,26 @@ def test_a_failing_cell_is_retried_once_recorded_and_the_others_go_on(tmp_path: 
     assert experiments.cell_status(tmp_path / "out" / "cells" / "seed=0") == "failed"
 
 
+def test_the_eta_counts_only_the_cells_still_to_train(tmp_path: Path, monkeypatch) -> None:
+    from types import SimpleNamespace
+
+    from sharpvision.experiments import runner
+    suite = load_suite(write_suite(tmp_path, axes={"seed": [0, 1, 2, 3]}))
+    out = tmp_path / "out"
+    for seed in (1, 2):  # finished by another shard or an earlier sitting
+        (out / "cells" / f"seed={seed}").mkdir(parents=True)
+        (out / "cells" / f"seed={seed}" / "result.json").write_text("{}")
+    clock = iter([0.0, 60.0, 60.0, 60.0, 180.0])  # the first cell trains in a minute, the last in two
+    monkeypatch.setattr(runner, "time", SimpleNamespace(perf_counter=lambda: next(clock), time_ns=time.time_ns))
+    monkeypatch.setattr(runner, "run_cell", lambda suite, cell, folder, retries: runner.cell_status(folder)
+                        .replace("todo", "trained"))
+    monkeypatch.setattr(runner, "aggregate", lambda suite, out: {})
+    said: list[str] = []
+    run_suite(suite, out, suite.cells(), say=said.append)
+    assert said == ["[1/4] seed=0: trained, about 1 min left", "[2/4] seed=1: done, about 1 min left",
+                    "[3/4] seed=2: done, about 1 min left", "[4/4] seed=3: trained, about 0 min left"]
+
+
 def test_cli_refuses_bad_shards_and_filters_in_one_line(tmp_path: Path, capsys) -> None:
     path = write_suite(tmp_path)
     assert main(["reproduce", str(path), "--shard", "3/2", "--out", str(tmp_path / "o")]) == 2

@@ -38,7 +38,8 @@ def run_suite(suite: Suite, out: Path, cells: list[Cell], retries: int = 1,
         status = run_cell(suite, cell, out / "cells" / cell.folder, retries)
         done += status == "trained"
         per_cell = (time.perf_counter() - t0) / max(done, 1)
-        eta = f", about {per_cell * (len(cells) - i) / 60:.0f} min left" if done else ""
+        left = sum(cell_status(out / "cells" / c.folder) != "done" for c in cells[i:])  # finished ones cost nothing
+        eta = f", about {per_cell * left / 60:.0f} min left" if done else ""
         say(f"[{i}/{len(cells)}] {cell.key}: {status}{eta}")
     results = aggregate(suite, out)
     write_results(out, results)
