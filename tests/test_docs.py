@@ -128,3 +128,29 @@ def test_the_paper_cpu_views_pair_by_seed_and_leave_out_unpaired_cells(tmp_path:
     variants = figures.RENDERERS["paper_cpu:variants"](tmp_path)
     assert "| sam5 | 2 | 57.0 +- 5.7 | +2.0 +- 1.4 | 67% |" in variants  # (3 + 1) / 2 of SAM's (4 + 2) / 2
     assert "| looksam5 | 0 | not run yet | - | - |" in variants
+
+
+def test_the_noise_families_view_takes_its_clean_row_from_paper_cpu(tmp_path: Path, monkeypatch) -> None:
+    """The other families' label-noise table: its 0% row from paper-cpu's clean Table 2 cells at the full pool (not
+    the 1/4 pool's, not another family's), the noisy rows from its own suite, SAM's gain paired by seed."""
+    def cell(model: str, setting: str, noise: str, seed: int, test: float, fraction: str | None = None) -> dict:
+        labels = {"seed": str(seed), "model": model, "setting": setting, "data.label_noise": noise}
+        return {"labels": labels | ({"data.fraction": fraction} if fraction else {}),
+                "metrics": {"test_accuracy": test, "train_accuracy": 0.9}}
+    suites = {"paper_cpu": [cell("mixer", "vanilla", "0.0", 0, 0.80, "0.04"),
+                            cell("mixer", "sam", "0.0", 0, 0.81, "0.04"),
+                            cell("mixer", "vanilla", "0.0", 0, 0.10, "0.01"),  # the 1/4 pool: not this table's
+                            cell("vit", "vanilla", "0.0", 0, 0.1, "0.04"), cell("vit", "sam", "0.0", 0, 0.1, "0.04")],
+              "noise_families_cpu": [cell("mixer", "vanilla", "0.4", s, a) for s, a in ((0, 0.50), (1, 0.60))]
+              + [cell("mixer", "sam", "0.4", s, a) for s, a in ((0, 0.56), (1, 0.58))]}
+    for name, cells in suites.items():
+        (tmp_path / name / "cells" / "a").mkdir(parents=True)
+        (tmp_path / name / "results.json").write_text(json.dumps({"cells": {str(i): c for i, c in enumerate(cells)}}))
+        (tmp_path / name / "cells" / "a" / "result.json").write_text(json.dumps({"summary": {"device": "cpu",
+                                                                                            "torch": "2"}}))
+    monkeypatch.setattr(figures, "RESULTS", tmp_path)
+    rows = [r for r in figures.RENDERERS["noise_families_cpu"](tmp_path / "noise_families_cpu").splitlines()
+            if r.startswith("| `")]
+    assert rows == ["| `mixer_micro` | 0% | 1 | 80.0 | 81.0 | +1.0 | 1/1 | 90.0 | 90.0 |",
+                    "| `mixer_micro` | 40% | 2 | 55.0 +- 7.1 | 57.0 +- 1.4 | +2.0 +- 5.7 | 1/2 | 90.0 +- 0.0 | "
+                    "90.0 +- 0.0 |"]
