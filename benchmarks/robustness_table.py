@@ -56,7 +56,7 @@ def evaluate_cell(run_dir: Path, args: argparse.Namespace) -> dict[str, float]:
         evaluation.corruption_run(loaded, "all", subset=args.corruption_subset, seed=0,
                                   command=f"sharpvision eval {run_dir} --corruptions --subset {args.corruption_subset}")
         seconds["corruptions_s"] = time.perf_counter() - start
-    if not current(eval_dir / "mnist_c.json", {"n": args.corruption_subset, "seed": 0}):
+    if args.mnist_c and not current(eval_dir / "mnist_c.json", {"n": args.corruption_subset, "seed": 0}):
         loaded = loaded or evaluation.load(run_dir)
         start = time.perf_counter()
         evaluation.mnist_c_run(loaded, "all", subset=args.corruption_subset, seed=0,
@@ -80,6 +80,8 @@ def main() -> None:
     p.add_argument("--attack-subset", type=int, default=1000, help="test images for PGD")
     p.add_argument("--eps", default="0.01,0.03", help="PGD L-inf radii in pixel units")
     p.add_argument("--steps", type=int, default=10)
+    p.add_argument("--mnist-c", action=argparse.BooleanOptionalAction, default=True,
+                   help="also MNIST-C's 15 corruptions (--no-mnist-c: only the -C table and PGD)")
     p.add_argument("--name", default="robustness_cpu")
     args = p.parse_args()
     only = args.only or TABLE2

@@ -567,6 +567,67 @@ def transfer_table(path: Path) -> str:
     return f"{table(header, rows)}\n\n{text}\n\n{standard_source(path, d)}"
 
 
+@renders("roadmap_table")
+def roadmap_table(path: Path) -> str:
+    """benchmarks/roadmap_table.py: the roadmap grid per step (clean accuracy with AdamW and SAM, each step's change
+    against the step it modifies, sharpness, robustness) and the tests fixed before the grid ran."""
+    d = load(path)
+    eps = d["settings"]["eps"].split(",")
+
+    def fig(row: dict[str, Any], metric: str, part: str | None = None, signed: bool = False,
+            scale: float = 100) -> str:
+        """mean +- std of ``row[metric][part]`` (``row[metric]`` itself without a part), scaled, "-" if absent."""
+        if metric not in row:
+            return "-"
+        cell = row[metric][part] if part else row[metric]
+        text = _mean_or_ms({"mean": scale * cell["mean"], "std": scale * cell["std"]}, row[metric]["n"])
+        return f"+{text}" if signed and cell["mean"] >= 0 else text
+
+    acc, robust = [], []
+    for key, r in d["table"].items():
+        step = f"{key} {r['change']}"
+        acc.append([step, f"{r['params'] / 1e6:.2f}M" if r.get("params") else "-", str(len(r["seeds"])),
+                    fig(r, "test_accuracy", "vanilla"), fig(r, "test_accuracy", "sam"),
+                    fig(r, "test_accuracy", "sam_minus_vanilla", signed=True),
+                    fig(r, "change_vanilla", signed=True), fig(r, "change_sam", signed=True)])
+        robust.append([step, *(f"{fig(r, m, 'vanilla', scale=k)} / {fig(r, m, 'sam', scale=k)}" for m, k in (
+            ("lambda_max", 1), ("mean_corruption_accuracy", 100), *((f"pgd_linf_accuracy@{e}", 100) for e in eps)))])
+    t = d["tests"]
+    lines = [f"{d['cells_done']} of {d['cells_total']} cells done; mean +- std over seeds, SAM's gain and each "
+             f"step's change paired by seed (the change is against the step it modifies: the one before, except "
+             f"GELU, which continues from kernel 7)."]
+    if "sam_gain" in t:
+        g, tr = t["sam_gain"], t["gain_trend"]
+        lines.append(f"Tests over steps (one observation per step, two-sided, alpha 0.05, fixed before the runs): "
+                     f"SAM's gain over {g['n']} steps {100 * g['mean']:+.2f} +- {100 * g['std']:.2f} points, "
+                     f"one-sample t p = {g['t_p']:.3g}; its trend along the roadmap, Spearman {tr['spearman']:+.2f} "
+                     f"(p = {tr['p']:.3g}).")
+    if "same_steps_help" in t:
+        h = t["same_steps_help"]
+        flips = ", ".join(f"{i:02d}" for i in h["sign_flips"]) or "none"
+        lines.append(f"Do the same steps help with SAM? Spearman of the steps' changes, AdamW against SAM, "
+                     f"{h['spearman']:+.2f} (p = {h['p']:.3g}, n = {h['n']}); steps whose change flips sign: "
+                     f"{flips}.")
+    for m, label in (("lambda_max", "lambda_max"), ("mean_corruption_accuracy", "mean corruption accuracy"),
+                     *((f"pgd_linf_accuracy@{e}", f"PGD accuracy at eps {e}") for e in eps)):
+        if m in t:
+            g, c = t[m]["sam_gain"], t[m]["clean_ranks_it"]
+            scale, unit = (1, "") if m == "lambda_max" else (100, " points")
+            lines.append(f"{label}: SAM minus AdamW {scale * g['mean']:+.2f} +- {scale * g['std']:.2f}{unit} "
+                         f"(t p = {g['t_p']:.3g}, n = {g['n']}); AdamW's clean accuracy against it across steps, "
+                         f"Spearman {c['spearman']:+.2f} (p = {c['p']:.3g}).")
+    s = d["settings"]
+    lines.append(f"Robustness: the 15 corruptions x 5 severities of the {s['table']} table on the first "
+                 f"{s['corruption_subset']:,} test images, PGD-{s['steps']} (L-inf, random start, step {s['alpha']}, "
+                 f"eps in pixel units of [0, 1]) on the first {s['attack_subset']:,}.")
+    header_acc = ["step", "params", "seeds", "test AdamW (%)", "test SAM (%)", "SAM - AdamW (points)",
+                  "change AdamW (points)", "change SAM (points)"]
+    header_rob = ["step", "lambda_max AdamW / SAM", "mean corruption acc. (%)",
+                  *(f"PGD-{s['steps']} eps {e} (%)" for e in eps)]
+    return (f"{table(header_acc, acc)}\n\n{table(header_rob, robust)}\n\n"
+            + "\n\n".join(paragraph(x) for x in lines) + f"\n\n{standard_source(path, d)}")
+
+
 @renders("robustness_c")
 def robustness_table(path: Path) -> str:
     """benchmarks/robustness_table.py: clean, corruption and PGD accuracy of a suite's cells with and without SAM."""
