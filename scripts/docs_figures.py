@@ -567,6 +567,11 @@ def transfer_table(path: Path) -> str:
     return f"{table(header, rows)}\n\n{text}\n\n{standard_source(path, d)}"
 
 
+def _p(p: float) -> str:
+    """A p-value as prose: below 0.001 the float's digits say nothing (a perfect rank correlation gives 0)."""
+    return "p < 0.001" if p < 1e-3 else f"p = {p:.3g}"
+
+
 @renders("roadmap_table")
 def roadmap_table(path: Path) -> str:
     """benchmarks/roadmap_table.py: the roadmap grid per step (clean accuracy with AdamW and SAM, each step's change
@@ -600,13 +605,13 @@ def roadmap_table(path: Path) -> str:
         g, tr = t["sam_gain"], t["gain_trend"]
         lines.append(f"Tests over steps (one observation per step, two-sided, alpha 0.05, fixed before the runs): "
                      f"SAM's gain over {g['n']} steps {100 * g['mean']:+.2f} +- {100 * g['std']:.2f} points, "
-                     f"one-sample t p = {g['t_p']:.3g}; its trend along the roadmap, Spearman {tr['spearman']:+.2f} "
-                     f"(p = {tr['p']:.3g}).")
+                     f"one-sample t {_p(g['t_p'])}; its trend along the roadmap, Spearman {tr['spearman']:+.2f} "
+                     f"({_p(tr['p'])}).")
     if "same_steps_help" in t:
         h = t["same_steps_help"]
         flips = ", ".join(f"{i:02d}" for i in h["sign_flips"]) or "none"
         lines.append(f"Do the same steps help with SAM? Spearman of the steps' changes, AdamW against SAM, "
-                     f"{h['spearman']:+.2f} (p = {h['p']:.3g}, n = {h['n']}); steps whose change flips sign: "
+                     f"{h['spearman']:+.2f} ({_p(h['p'])}, n = {h['n']}); steps whose change flips sign: "
                      f"{flips}.")
     for m, label in (("lambda_max", "lambda_max"), ("mean_corruption_accuracy", "mean corruption accuracy"),
                      *((f"pgd_linf_accuracy@{e}", f"PGD accuracy at eps {e}") for e in eps)):
@@ -614,8 +619,8 @@ def roadmap_table(path: Path) -> str:
             g, c = t[m]["sam_gain"], t[m]["clean_ranks_it"]
             scale, unit = (1, "") if m == "lambda_max" else (100, " points")
             lines.append(f"{label}: SAM minus AdamW {scale * g['mean']:+.2f} +- {scale * g['std']:.2f}{unit} "
-                         f"(t p = {g['t_p']:.3g}, n = {g['n']}); AdamW's clean accuracy against it across steps, "
-                         f"Spearman {c['spearman']:+.2f} (p = {c['p']:.3g}).")
+                         f"(t {_p(g['t_p'])}, n = {g['n']}); AdamW's clean accuracy against it across steps, "
+                         f"Spearman {c['spearman']:+.2f} ({_p(c['p'])}).")
     s = d["settings"]
     lines.append(f"Robustness: the 15 corruptions x 5 severities of the {s['table']} table on the first "
                  f"{s['corruption_subset']:,} test images, PGD-{s['steps']} (L-inf, random start, step {s['alpha']}, "
