@@ -90,3 +90,11 @@ def test_the_docs_view_shows_each_step_and_the_tests(roadmap_table, tmp_path: Pa
             "| -1.0 +- 0.0 |") in text
     assert "| 00 ResNet-50 | 1.50M | 2 | 81.0 +- 1.4 | 83.0 +- 2.8 | +2.0 +- 1.4 | - | - |" in text
     assert "16 of 64 cells done" in text and "one-sample t p =" in text
+
+
+def test_a_p_value_below_a_thousandth_reads_as_a_bound() -> None:
+    """A perfect rank correlation has p = 0 in scipy: the docs must say "p < 0.001", never "p = 0"."""
+    assert figures._p(0.0) == "p < 0.001"
+    assert figures._p(4.2e-7) == "p < 0.001"
+    assert figures._p(0.00369) == "p = 0.00369"
+    assert figures._p(0.001) == "p = 0.001"
