@@ -49,11 +49,19 @@ def mean_std(values: list[float]) -> dict[str, float]:
     return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0}
 
 
+def paired_t_p(a: list[float], b: list[float]) -> float | None:
+    """Two-sided paired t-test's p of ``a`` against ``b``; None where t is undefined: one pair, or differences with
+    no spread but rounding (both arms at 100% train accuracy, or one more right image on each seed), which scipy
+    answers with NaN (invalid in JSON) or a p that rounding alone decides."""
+    from scipy import stats
+    diffs = [x - y for x, y in zip(a, b)]
+    if len(diffs) < 2 or max(diffs) - min(diffs) <= 1e-12 * max(1.0, *map(abs, a), *map(abs, b)):
+        return None
+    return float(stats.ttest_rel(a, b).pvalue)
+
+
 def paired(vanilla: list[float], sam: list[float]) -> dict[str, Any]:
     """SAM against AdamW by seed: both means, the paired difference and the two-sided paired t-test's p."""
-    from scipy import stats
     diffs = [b - a for a, b in zip(vanilla, sam)]
-    test = stats.ttest_rel(sam, vanilla) if len(diffs) > 1 else None
     return {"vanilla": mean_std(vanilla), "sam": mean_std(sam), "sam_minus_vanilla": mean_std(diffs),
-            "sam_better_seeds": sum(d > 0 for d in diffs), "n": len(diffs),
-            "paired_t_p": None if test is None else float(test.pvalue)}
+            "sam_better_seeds": sum(d > 0 for d in diffs), "n": len(diffs), "paired_t_p": paired_t_p(sam, vanilla)}

@@ -21,8 +21,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from common import RESULTS, mean_std, provenance, write_result
-from scipy import stats
+from common import RESULTS, mean_std, paired_t_p, provenance, write_result
 
 from sharpvision import config
 from sharpvision.evaluate import run as evaluation
@@ -90,10 +89,8 @@ def main() -> None:
         c = [r["convnext"][e] for r in rows.values()]
         r_ = [r["resnet"][e] for r in rows.values()]
         diffs = [a - b for a, b in zip(c, r_)]
-        test = stats.ttest_rel(c, r_) if len(diffs) > 1 else None
         table[e] = {"convnext": mean_std(c), "resnet": mean_std(r_), "convnext_minus_resnet": mean_std(diffs),
-                    "n": len(diffs),
-                    "paired_t_p": None if test is None else float(test.pvalue)}
+                    "n": len(diffs), "paired_t_p": paired_t_p(c, r_)}
     write_result({"benchmark": "convnext_vs_resnet_attack", **provenance("cpu"), "eps": eps, "subset": args.subset,
                   "steps": args.steps, "table": table, "seeds": rows}, "convnext_vs_resnet_cpu")
 

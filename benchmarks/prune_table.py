@@ -22,8 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from common import RESULTS, mean_std, provenance, write_result
-from scipy import stats
+from common import RESULTS, mean_std, paired_t_p, provenance, write_result
 
 from sharpvision import data as svdata
 from sharpvision.analysis.core import sample_batches
@@ -76,10 +75,9 @@ def summarise(sources: dict[str, dict[str, Any]], seeds: list[int]) -> dict[str,
         for key in (f"{by}@{a}" for by in CRITERIA for a in AMOUNTS):
             drops = {s: [drop(sources[f"{family}/{s}/seed{seed}"], key) for seed in seeds] for s in SETTINGS}
             diffs = [b - a for a, b in zip(drops["vanilla"], drops["sam"])]
-            test = stats.ttest_rel(drops["sam"], drops["vanilla"]) if len(seeds) > 1 else None
             rows[key] = {"drop_vanilla": mean_std(drops["vanilla"]), "drop_sam": mean_std(drops["sam"]),
                          "sam_minus_vanilla": mean_std(diffs), "n": len(seeds),
-                         "paired_t_p": None if test is None else float(test.pvalue)}
+                         "paired_t_p": paired_t_p(drops["sam"], drops["vanilla"])}
         within = {s: [max([a for a in AMOUNTS if drop(sources[f"{family}/{s}/seed{seed}"], f"activity@{a}") <= 1.0],
                           default=0.0) for seed in seeds] for s in SETTINGS}
         table[family] = {"drops": rows, "largest_activity_amount_within_1pt": within}

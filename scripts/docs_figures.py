@@ -549,7 +549,7 @@ def transfer_table(path: Path) -> str:
     rows = []
     for key, r in d["table"].items():
         transfer, model, mode = key.split("/")
-        p_value = f"{r['paired_t_p']:.2f}" if r["paired_t_p"] is not None else "n/a (n = 1)"
+        p_value = _t_p(r)
         rows.append([transfer, f"`{model}_micro`", mode, _mean_or_ms({k: 100 * v for k, v in r["vanilla"].items()},
                                                                      r["n"]),
                      _mean_or_ms({k: 100 * v for k, v in r["sam"].items()}, r["n"]),
@@ -565,6 +565,13 @@ def transfer_table(path: Path) -> str:
                          ("split", "split: Fashion-MNIST classes 5-9 from sources pre-trained on classes 0-4."))
                                 if any(k.startswith(name + "/") for k in d["table"])))
     return f"{table(header, rows)}\n\n{text}\n\n{standard_source(path, d)}"
+
+
+def _t_p(r: dict) -> str:
+    """A paired t-test's p for a table cell, or why there is none (benchmarks/common.py: paired_t_p)."""
+    if r["paired_t_p"] is not None:
+        return f"{r['paired_t_p']:.2f}"
+    return "n/a (n = 1)" if r["n"] < 2 else "n/a (no spread)"
 
 
 def _p(p: float) -> str:
@@ -675,7 +682,7 @@ def contrastive_table(path: Path) -> str:
     rows = []
     for metric, label in (("probe_test_accuracy", "linear probe"), ("knn_test_accuracy", "kNN (k = 20)")):
         r = d["table"][metric]
-        p_value = f"{r['paired_t_p']:.2f}" if r["paired_t_p"] is not None else "n/a (n = 1)"
+        p_value = _t_p(r)
         rows.append([label, *(_mean_or_ms({k: 100 * v for k, v in r[s].items()}, r["n"])
                               for s in ("vanilla", "sam", "sam_minus_vanilla")),
                      f"{r['sam_better_seeds']}/{r['n']}", p_value])
@@ -753,7 +760,7 @@ def convnext_vs_resnet(path: Path) -> str:
     d = load(path)
     rows = []
     for e, r in d["table"].items():
-        p_value = f"{r['paired_t_p']:.2f}" if r["paired_t_p"] is not None else "n/a (n = 1)"
+        p_value = _t_p(r)
         rows.append(["clean" if e == "0" else f"PGD-{d['steps']} eps {e}",
                      *(_mean_or_ms({k: 100 * v for k, v in r[m].items()}, r["n"])
                        for m in ("convnext", "resnet", "convnext_minus_resnet")), p_value])

@@ -98,3 +98,14 @@ def test_a_p_value_below_a_thousandth_reads_as_a_bound() -> None:
     assert figures._p(4.2e-7) == "p < 0.001"
     assert figures._p(0.00369) == "p = 0.00369"
     assert figures._p(0.001) == "p = 0.001"
+
+
+def test_a_paired_difference_without_spread_has_no_p_and_the_json_stays_valid(roadmap_table) -> None:
+    r = rows(roadmap_table)
+    assert r[3]["test_accuracy"]["paired_t_p"] is None  # SAM = AdamW on both seeds: scipy's t is NaN
+    common = importlib.import_module("common")
+    assert common.paired_t_p([0.01 + 0.05, 0.04 + 0.05], [0.01, 0.04]) is None  # +5 points twice, but for rounding
+    assert r[0]["test_accuracy"]["paired_t_p"] == pytest.approx(stats.ttest_rel((0.81, 0.85), (0.80, 0.82)).pvalue)
+    json.dumps(r, allow_nan=False)  # NaN is not JSON: browsers and jq refuse the file
+    assert figures._t_p(r[3]["test_accuracy"]) == "n/a (no spread)"
+    assert figures._t_p({"paired_t_p": None, "n": 1}) == "n/a (n = 1)"
