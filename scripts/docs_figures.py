@@ -549,12 +549,11 @@ def transfer_table(path: Path) -> str:
     rows = []
     for key, r in d["table"].items():
         transfer, model, mode = key.split("/")
-        p_value = _t_p(r)
         rows.append([transfer, f"`{model}_micro`", mode, _mean_or_ms({k: 100 * v for k, v in r["vanilla"].items()},
                                                                      r["n"]),
                      _mean_or_ms({k: 100 * v for k, v in r["sam"].items()}, r["n"]),
                      _mean_or_ms({k: 100 * v for k, v in r["sam_minus_vanilla"].items()}, r["n"]),
-                     f"{r['sam_better_seeds']}/{r['n']}", p_value])
+                     f"{r['sam_better_seeds']}/{r['n']}", _t_p(r)])
     header = ["transfer", "model", "mode", "from AdamW (%)", "from SAM (%)", "SAM - AdamW (points)",
               "seeds SAM better", "paired t-test p"]
     text = paragraph(f"Test accuracy after a linear probe or a full fine-tune (AdamW, 30 epochs, no SAM, the same "
@@ -682,10 +681,9 @@ def contrastive_table(path: Path) -> str:
     rows = []
     for metric, label in (("probe_test_accuracy", "linear probe"), ("knn_test_accuracy", "kNN (k = 20)")):
         r = d["table"][metric]
-        p_value = _t_p(r)
         rows.append([label, *(_mean_or_ms({k: 100 * v for k, v in r[s].items()}, r["n"])
                               for s in ("vanilla", "sam", "sam_minus_vanilla")),
-                     f"{r['sam_better_seeds']}/{r['n']}", p_value])
+                     f"{r['sam_better_seeds']}/{r['n']}", _t_p(r)])
     cost = {s: statistics.fmean(c["pretrain_wall_time_s"] for k, c in d["cells"].items() if k.startswith(s + "/"))
             for s in ("vanilla", "sam")}
     header = ["test accuracy", "AdamW pre-training (%)", "SAM pre-training (%)", "SAM - AdamW (points)",
@@ -760,10 +758,9 @@ def convnext_vs_resnet(path: Path) -> str:
     d = load(path)
     rows = []
     for e, r in d["table"].items():
-        p_value = _t_p(r)
         rows.append(["clean" if e == "0" else f"PGD-{d['steps']} eps {e}",
                      *(_mean_or_ms({k: 100 * v for k, v in r[m].items()}, r["n"])
-                       for m in ("convnext", "resnet", "convnext_minus_resnet")), p_value])
+                       for m in ("convnext", "resnet", "convnext_minus_resnet")), _t_p(r)])
     seeds = d["seeds"].values()
     text = paragraph(
         "The ResNet is a re-run of its paper-cpu cell's recipe (same data, seed and schedule), stopped at the "
