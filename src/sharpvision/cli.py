@@ -163,7 +163,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     """A suite directory (or run directories) as report.md and one self-contained report.html."""
-    from sharpvision.experiments.report import write_report
+    from sharpvision.report import write_report
     written = write_report([Path(d) for d in args.dirs], Path(args.out) if args.out else None, args.pair)
     figures = [p for p in written if p.suffix == ".png"]
     for path in written:

@@ -1,5 +1,5 @@
 """What a report is made of: a flat list of blocks (headings, text, tables, figures), how its numbers are written
-and what each number means. The same blocks become Markdown and HTML (report_render), so the two never disagree."""
+and what each number means. The same blocks become Markdown and HTML (report.render), so the two never disagree."""
 
 from __future__ import annotations
 

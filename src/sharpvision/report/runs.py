@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sharpvision.experiments import report_figures
-from sharpvision.experiments.report_doc import Block, Code, Figure, Heading, Table, Text, glossary, number, percent
+from sharpvision.report import figures as draw
+from sharpvision.report.doc import Block, Code, Figure, Heading, Table, Text, glossary, number, percent
 from sharpvision.train import read_summary
 
 COLUMNS: tuple[tuple[str, str, float | None], ...] = (  # summary key, header, scale (None: shown as written)
@@ -54,10 +54,10 @@ def blocks(runs: list[Run], figures: Path, shown: list[str]) -> list[Block]:
                         Heading("Headline figures", id="runs"),
                         Table(("run", *(h for _, h, _ in columns)), rows, id="runs-table",
                               caption="From each run's summary.json (after the last epoch); accuracies in %.")]
-    series = {r.label: {m: [(x["epoch"] + 1, x[m]) for x in r.curve if m in x] for m, _, _ in report_figures.STYLES}
+    series = {r.label: {m: [(x["epoch"] + 1, x[m]) for x in r.curve if m in x] for m, _, _ in draw.STYLES}
               for r in runs if r.curve}
     if series:
-        path = report_figures.learning_curves(series, figures / "curves.png", "accuracy per epoch")
+        path = draw.learning_curves(series, figures / "curves.png", "accuracy per epoch")
         out += [Heading("Learning curves", id="curves"),
                 Figure(path.name, "test accuracy (solid) and train accuracy (dashed) per epoch, one colour per run")]
     return out + glossary([key for key, _, scale in columns if scale is not None])

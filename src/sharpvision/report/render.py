@@ -7,7 +7,7 @@ import base64
 import html
 from pathlib import Path
 
-from sharpvision.experiments.report_doc import Block, Code, Figure, Heading, Table, Terms
+from sharpvision.report.doc import Block, Code, Figure, Heading, Table, Terms
 
 STYLE = """
 body { font: 15px/1.5 system-ui, -apple-system, "Segoe UI", sans-serif; color: #1d2330; background: #fff;

@@ -12,10 +12,12 @@ import json
 from pathlib import Path
 
 from sharpvision.errors import SharpvisionError
-from sharpvision.experiments import claims, report_runs, report_suite
+from sharpvision.experiments import claims
 from sharpvision.experiments.aggregate import write_results
-from sharpvision.experiments.report_doc import Block, figure_names
-from sharpvision.experiments.report_render import to_html, to_markdown
+from sharpvision.report import runs as report_runs
+from sharpvision.report import suite as report_suite
+from sharpvision.report.doc import Block, figure_names
+from sharpvision.report.render import to_html, to_markdown
 
 
 class ReportError(SharpvisionError, ValueError):

@@ -1,6 +1,6 @@
 """The report of a suite directory, as blocks: what made it, the claims, one table per grid (mean ± std over seeds,
 the paper's ImageNet numbers beside the rows that match), learning curves, per-block curvature and sparsity, and
-one model's loss landscape and attention with and without SAM. Numbers are computed here; report_figures draws."""
+one model's loss landscape and attention with and without SAM. Numbers are computed here; report.figures draws."""
 
 from __future__ import annotations
 
@@ -17,10 +17,10 @@ from typing import Any
 import yaml
 
 from sharpvision import config as svconfig
-from sharpvision.experiments import report_figures
 from sharpvision.experiments.aggregate import aggregate, attack_metric
-from sharpvision.experiments.report_doc import Block, Code, Figure, Heading, Table, Text, glossary, mean_std
 from sharpvision.experiments.suite import Suite, load_suite
+from sharpvision.report import figures as draw
+from sharpvision.report.doc import Block, Code, Figure, Heading, Table, Text, glossary, mean_std
 
 # Chen et al. 2022 ("When Vision Transformers Outperform ResNets without Pretraining or Strong Data Augmentations"),
 # ImageNet at 224 px, Tables 1-2: (vanilla, SAM) where a pair, by our model family label
@@ -185,7 +185,7 @@ def learning_curves(data: SuiteDir) -> dict[str, dict[str, dict[str, list[tuple[
     for f in data.finished:
         key = (f.labels.get("model", "all models"), _describe(f.rest("model")))
         for record in f.result.get("curve", []):
-            for metric, _, _ in report_figures.STYLES:
+            for metric, _, _ in draw.STYLES:
                 if metric in record:
                     points[(*key, metric)][record["epoch"] + 1].append(record[metric])
     out: dict[str, dict[str, dict[str, list[tuple[int, float]]]]] = {}
@@ -198,7 +198,7 @@ def learning_curves(data: SuiteDir) -> dict[str, dict[str, dict[str, list[tuple[
 def _curves(data: SuiteDir, figures: Path) -> list[Block]:
     out: list[Block] = [Heading("Learning curves", id="curves")]
     for model, series in learning_curves(data).items():
-        path = report_figures.learning_curves(series, figures / f"curves_{_slug(model)}.png",
+        path = draw.learning_curves(series, figures / f"curves_{_slug(model)}.png",
                                               f"{model}: accuracy per epoch")
         out.append(Figure(path.name, f"{model}: test accuracy (solid) and train accuracy (dashed) per epoch, mean "
                                      "over seeds, one colour per setting"))
@@ -230,7 +230,7 @@ def _per_block(data: SuiteDir, figures: Path) -> list[Block]:
     for piece, name, title, ylabel, log in BLOCK_PIECES:
         for model, (pinned, by_setting) in per_block(data, piece).items():
             at = f" ({_describe(pinned)})" if pinned else ""
-            path = report_figures.per_block(by_setting, figures / f"{name}_{_slug(model)}.png",
+            path = draw.per_block(by_setting, figures / f"{name}_{_slug(model)}.png",
                                             f"{model}: {title}", ylabel, log)
             out.append(Figure(path.name, f"{model}{at}: {title}, per setting, mean over seeds"
                                          f"{' (log scale)' if log else ''}"))
