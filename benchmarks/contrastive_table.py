@@ -1,4 +1,4 @@
-"""Contrastive table (issue 15, part 2; Chen et al. Sec. 4.5 at this machine's scale): does SAM help SimCLR
+"""Contrastive table (Chen et al. Sec. 4.5 at this machine's scale): does SAM help SimCLR
 pre-training of a ViT? Micro ViT pre-trained contrastively (no labels) with AdamW or SAM on paper-cpu's pool (a
 stratified 4% of Fashion-MNIST, 2,352 images), then a linear probe on the same images' labels.
 

@@ -1,4 +1,4 @@
-"""ConvNeXt against ResNet under attack at equal clean accuracy (issue 14; the question the ConvNeXt paper's
+"""ConvNeXt against ResNet under attack at equal clean accuracy (the question the ConvNeXt paper's
 reviewers asked). In paper-cpu's Table 2 the micro ResNet ends a few points more accurate than the micro ConvNeXt,
 so comparing their final robust accuracy would mix robustness with accuracy.
 

@@ -1,4 +1,4 @@
-"""What bounds the top-eigenvalue speed against PyHessian (issue 16, goal 2): the cost of one Hessian-vector
+"""What bounds the top-eigenvalue speed against PyHessian (goal: 2x its speed): the cost of one Hessian-vector
 product by each way of computing it, and the number of products Lanczos and power iteration need for the same
 accuracy.
 

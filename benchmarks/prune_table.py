@@ -1,4 +1,4 @@
-"""Pruning table (issue 15, part 4): do SAM models prune further at equal accuracy loss? Test accuracy of the
+"""Pruning table: do SAM models prune further at equal accuracy loss? Test accuracy of the
 paper-cpu Table 2 models (micro ViT, Mixer, ResNet, ConvNeXt; AdamW vs SAM; 3 seeds) after removing 25/50/75/90%
 of every hidden width, ranked by activity (how often a unit fires on 1,024 training images) or by weight magnitude,
 without fine-tuning; parameters and forward FLOPs before and after.

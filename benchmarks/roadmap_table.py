@@ -1,4 +1,4 @@
-"""The ConvNeXt roadmap grid's table (issue 15): per step, clean test accuracy with AdamW and with SAM, SAM's gain,
+"""The ConvNeXt roadmap grid's table: per step, clean test accuracy with AdamW and with SAM, SAM's gain,
 what the step changes against the step it modifies, lambda_max and, with ``--robustness``, mean corruption and PGD
 accuracy; and the tests fixed before the grid ran (docs/models.md, "The training grid").
 

@@ -1,4 +1,4 @@
-"""Robustness table (issue 14): clean, mean corruption and PGD accuracy of a suite's finished cells, with and without
+"""Robustness table: clean, mean corruption and PGD accuracy of a suite's finished cells, with and without
 SAM, mean +- std over seeds, and the corruption claim (SAM's gain larger under corruption than clean).
 
 It runs ``sharpvision eval --corruptions``, ``--mnist-c`` and ``--attack pgd`` (the library calls behind them) on

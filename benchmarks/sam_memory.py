@@ -1,4 +1,4 @@
-"""Peak memory of a SAM step against its base step (issue 16, goal 4): SAM should need one extra copy of the
+"""Peak memory of a SAM step against its base step: SAM should need one extra copy of the
 weights and no more. The trainer's own step (``make_step``, AdamW, gradient clipping) on each micro model at batch
 128, after one step has made the optimizer state; peak tensor bytes from the CUDA allocator or, on CPU, from
 torch.profiler's allocation timeline (``sharpvision.memory.peak_bytes``). Exact, not timed: the figures do not move

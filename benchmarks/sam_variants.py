@@ -7,7 +7,7 @@ Every setting is ``configs/fmnist/vit_sam.yaml`` (ViT-S/4, 60 epochs, AdamW, rho
 ``base`` (sam off), ``sam``, ``sam_every_5`` (SAM-5), ``looksam_5`` (LookSAM, k 5) and ``gsam`` (alpha 0.4, rho
 following the lr down to 0.01). Figures per setting, mean +- std over seeds: test accuracy, training images/s,
 **cost** = base images/s / the setting's (training time per image, eval excluded) and **gain kept** =
-(accuracy - base) / (SAM - base), reported only when SAM's gain is positive. The target of the issue: a variant
+(accuracy - base) / (SAM - base), reported only when SAM's gain is positive. The goal: a variant
 at <= 1.35x the base cost keeping >= 80% of SAM's gain. ``--quick`` is a CPU-sized version (vit_micro, 12k
 images, 4 epochs): it checks the machinery and measures cost, but at that size SAM's accuracy gain is within
 seed noise. Runs resume (``runs/sam_variants/``); JSON to benchmarks/results/sam_variants_<device>[_quick].json.

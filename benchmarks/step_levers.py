@@ -1,4 +1,4 @@
-"""Where a SAM step's time goes on this CPU, and what the usual levers buy (issue 16, goal 1).
+"""Where a SAM step's time goes on this CPU, and what the usual levers buy.
 
 For each micro model: the trainer's own SAM step (``make_step``: SAM rho 0.05 around AdamW, clipping 1.0, batch
 128, 28 px) profiled with torch.profiler (the top operators by self CPU time, and the share of the step spent in

@@ -1,4 +1,4 @@
-"""Transfer table (issue 15, part 1; Chen et al. Table 5 at this machine's scale): does SAM pre-training transfer
+"""Transfer table (Chen et al. Table 5 at this machine's scale): does SAM pre-training transfer
 better? Micro ViT and ResNet pre-trained with AdamW or SAM, then a linear probe and a full fine-tune on
 
 - ``digits``: scikit-learn's 1,797 handwritten digits (8 px, resized to 28), from the paper-cpu Table 2 sources
