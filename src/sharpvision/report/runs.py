@@ -24,7 +24,7 @@ COLUMNS: tuple[tuple[str, str, float | None], ...] = (  # summary key, header, s
 class Run:
     label: str
     summary: dict[str, Any]  # summary.json, with best_val_accuracy from the curve
-    curve: list[dict[str, Any]]  # the per-epoch records of metrics.jsonl
+    curve: list[dict[str, Any]]  # the per-epoch records of metrics.jsonl (or curve.json)
 
 
 def load(dirs: list[Path]) -> list[Run]:
@@ -33,15 +33,21 @@ def load(dirs: list[Path]) -> list[Run]:
     runs = []
     for d, name in zip(dirs, names):
         label = f"{d.resolve().parent.name}/{name}" if names.count(name) > 1 else name
-        metrics = d / "metrics.jsonl"
-        records = [json.loads(x) for x in metrics.read_text().splitlines() if x.strip()] if metrics.is_file() else []
-        curve = [r for r in records if "train_loss" in r and "epoch" in r]
+        curve = [r for r in _records(d) if "train_loss" in r and "epoch" in r]
         summary = dict(read_summary(d))
         val = [r["val_accuracy"] for r in curve if "val_accuracy" in r]
         if val:
             summary["best_val_accuracy"] = max(val)
         runs.append(Run(label, summary, curve))
     return runs
+
+
+def _records(run: Path) -> list[dict[str, Any]]:
+    """The run's per-epoch records: its metrics.jsonl, or where that is not kept (a committed result folder keeps
+    only small files) its curve.json, the same epoch records as a suite cell's result.json ``curve``."""
+    if (run / "metrics.jsonl").is_file():
+        return [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines() if x.strip()]
+    return json.loads((run / "curve.json").read_text()) if (run / "curve.json").is_file() else []
 
 
 def blocks(runs: list[Run], figures: Path, shown: list[str]) -> list[Block]:
