@@ -7,6 +7,7 @@ what makes a resumed run equal an uninterrupted one.
 
 from __future__ import annotations
 
+import sys
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
@@ -89,7 +90,7 @@ def build_session(cfg: Config, run: RunDir, resume: bool, progress: bool, rt: Ru
     logger = MetricLogger(run.path, completed_epochs=state.epoch, step=state.step, enabled=d.main)
     lambda_max_data = (sample_batches(bundle.train_plain, min(cfg.train.lambda_max_sample, len(bundle.train_plain)),
                                       cfg.data.eval_batch_size, seed=cfg.seed, device=rt.device)
-                       if cfg.train.lambda_max_every else None)
+                       if cfg.train.lambda_max_every or cfg.train.matched_loss else None)
     loaders = svdata.Loaders.build(bundle, cfg.data, cfg.seed, rt.device, d.rank, d.world)  # on the GPU if it pays
     return Session(cfg, rt, d, run, model, optimizer, scheduler, ema, step, m, bundle.mixup, loaders, logger,
                    steps_per_epoch, state, lambda_max_data, progress)
@@ -108,8 +109,7 @@ def _step_fn(cfg: Config, model: nn.Module, optimizer: Any, scheduler: Any, bund
              d: distributed.Dist) -> tuple[StepFn, int]:
     """The training step (SAM's two passes or one, after an attack under ``adv``), through DDP and torch.compile
     when asked; and m."""
-    # soft (mixup) targets carry their own smoothing, set in the data bundle
-    loss_fn = nn.CrossEntropyLoss(label_smoothing=0.0 if bundle.mixup else cfg.train.label_smoothing)
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=_label_smoothing(cfg, bundle, d))
     ddp = (DistributedDataParallel(model, device_ids=[rt.device.index] if rt.device.type == "cuda" else None)
            if d.active else None)
     # the compiled module shares the model's parameters; evaluation and checkpoints use the model itself
@@ -122,6 +122,19 @@ def _step_fn(cfg: Config, model: nn.Module, optimizer: Any, scheduler: Any, bund
                      sam_every=cfg.optim.sam_every, step_index=lambda: scheduler.last_epoch,  # restored on resume
                      adversary=adversary)
     return step, m
+
+
+def _label_smoothing(cfg: Config, bundle: svdata.DataBundle, d: distributed.Dist) -> float:
+    """The loss's label smoothing. Soft (mixup) targets carry their own, set in the data bundle. NT-Xent has none:
+    its targets are each view's other view, and smoothing would put weight on the masked (-inf) self-similarity,
+    an infinite loss; a contrastive run leaves it out and says so once, so shared recipes (micro.yaml sets 0.1)
+    still pre-train as written."""
+    if cfg.task == "contrastive":
+        if cfg.train.label_smoothing and d.main:
+            print(f"note: train.label_smoothing={cfg.train.label_smoothing:g} is not applied to the contrastive "
+                  "(NT-Xent) loss; it smooths class labels, which pre-training does not use", file=sys.stderr)
+        return 0.0
+    return 0.0 if bundle.mixup else cfg.train.label_smoothing
 
 
 def _steps_per_epoch(n_train: int, cfg: Config) -> int:
