@@ -49,7 +49,7 @@ def renders(prefix: str) -> Callable[[Renderer], Renderer]:
 
 def doc_files() -> list[Path]:
     """The pages that may hold blocks."""
-    return [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    return [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), *sorted((ROOT / "docs" / "studies").glob("*.md"))]
 
 
 def result_path(name: str) -> Path:
@@ -332,19 +332,93 @@ def suite(path: Path) -> str:
     return f"{table(['cells', 'n', *[label for _, label in names]], rows)}\n\n{note}\n\n{standard_source(path, d)}"
 
 
+# The paper's side of each comparison, short enough for a 120-column row, until claims.json carries it per test
+# (``tests[i]["paper"]``): the values are the ones each claim's ``paper`` field quotes in full, with its source.
+PAPER_SIDE = {
+    ("gain_by_family", "gain mixer > gain vit"): "+11.0 vs +5.3",
+    ("gain_by_family", "gain vit > gain resnet"): "+5.3 vs +0.8",
+    ("lambda_max_by_family", "gain vit > gain resnet"): "97% vs 77%",
+    ("lambda_max_by_family", "gain mixer > gain resnet"): "99% vs 77%",
+    ("vit_sam_vs_resnet", "vit sam > resnet vanilla"): "79.9 vs 78.5",
+    ("ntk_order", "vit > resnet"): "6207 vs 2802",
+    ("ntk_order", "mixer > vit"): "14468 vs 6207",
+    ("corruption_gain", "vit: gain corrupted > gain clean"): "+9.9 vs +5.3",
+    ("corruption_gain", "mixer: gain corrupted > gain clean"): "+15.0 vs +11.0",
+    ("noise_gain", "vit: gain at noise 0.8 > gain at 0.0"): "+51.7 at 80%",
+}
+PAPER_NOT_GIVEN = {"data_efficiency": "not retrieved", "sparsity_first_block": "qualitative"}
+RATIO_CLAIMS = {"ntk_order"}  # compared as a ratio until claims.json states each comparison's unit
+
+
+def _p_text(p: float | None) -> str:
+    return "" if p is None else ", p < 0.001" if p < 1e-3 else f", p = {p:.2g}"
+
+
+def _ours(claim_id: str, test: dict[str, Any]) -> str:
+    """A comparison's effect: claims.json's ``effect`` and ``ci`` (points, or a log ratio) when it has them, else the
+    difference of the two groups' means in points (a ratio for kappa); never a number that was not measured."""
+    if "effect" in test:
+        if test["effect"] is None:
+            return "not measured"
+        unit = "" if test.get("unit", "points").startswith("points") else f" {test['unit']}"
+        fmt = "+.1f" if not unit else "+.2f"
+        ci = f" [{test['ci'][0]:{fmt}}, {test['ci'][1]:{fmt}}]" if test.get("ci") else ""
+        return f"{test['effect']:{fmt}}{ci}{unit}{_p_text(test.get('p'))}"
+    a, b = test["a"]["mean"], test["b"]["mean"]
+    if not all(isinstance(x, (int, float)) and abs(x) != float("inf") and x == x for x in (a, b)):
+        return "not measured"
+    if claim_id in RATIO_CLAIMS:
+        return f"{a / b:.3g}x{_p_text(test.get('p'))}"
+    return f"{100 * (a - b):+.1f}{_p_text(test.get('p'))}"
+
+
+def claims_table(claims: dict[str, Any]) -> str:
+    """claims.json as a table of 120-column rows: a row per claim (its verdict in bold), a row per comparison."""
+    rows = []
+    for c in claims["claims"]:
+        rows.append([c["claim"], "", "", f"**{c['verdict']}**"])
+        for test in c.get("tests", []):
+            paper = test.get("paper") or PAPER_SIDE.get((c["id"], test["compare"])) or PAPER_NOT_GIVEN.get(c["id"], "")
+            rows.append([f"`{test['compare']}`", paper, _ours(c["id"], test), test["verdict"]])
+        if not c.get("tests") and c.get("why"):
+            rows.append([c["why"], "", "", ""])
+    with_ci = any("effect" in t for c in claims["claims"] for t in c.get("tests", []))
+    header = ["claim, then each comparison `A > B`", "the paper: A vs B", f"ours: A - B{' [95% CI]' * with_ci}",
+              "verdict"]
+    text = table(header, rows)
+    if claims.get("smoke"):
+        text = ("**A smoke test: these numbers mean nothing.** The suite declares itself a smoke test; its verdicts "
+                "are shown only to check the machinery.\n\n" + text)
+    notes = [f"- `{c['id']}` re-read with the fixed instrument: {c['verdict']} (was {c['reanalysed']['verdict']}). "
+             f"{c['reanalysed'].get('note', '')}".strip() for c in claims["claims"] if c.get("reanalysed")]
+    return text + ("\n\n" + "\n".join(notes) if notes else "")
+
+
+def _units_note(claims: dict[str, Any]) -> str:
+    """What the ours column is in: the new fields' units and n when claims.json has them, else the means' difference."""
+    tests = [t for c in claims["claims"] for t in c.get("tests", [])]
+    if any("effect" in t for t in tests):
+        ns = sorted({t["n"] for t in tests if t.get("n") is not None})
+        tested = sorted({t["test"] for t in tests if t.get("test")})
+        return (f"Ours: the effect A - B in points (percentage points; a log ratio where marked) with its 95% "
+                f"interval, by {' or '.join(tested) or 'the rule'}, n = {', '.join(map(str, ns))} seeds.")
+    ns = sorted({t[g]["n"] for t in tests for g in ("a", "b")})
+    return (f"Ours: the difference of the two groups' means in points (percentage points of accuracy, or of the "
+            f"relative drop of lambda_max, or of active neurons; kappa as a ratio), n = {', '.join(map(str, ns))} "
+            "seeds a group; the intervals come with the re-analysed claims.")
+
+
 @renders("paper_cpu")
 def paper_cpu(path: Path) -> str:
     """The paper-cpu suite's claims (its report's claims.json) and how far the suite has run."""
     claims = load(path / "report" / "claims.json")
     results = load(path / "results.json")
-    rows = [[c["claim"], c.get("ours", c.get("why", "")).replace("|", "/"), f"**{c['verdict']}**"]
-            for c in claims["claims"]]
     seeds = sorted({cell["labels"]["seed"] for cell in results["cells"].values()})
-    note = paragraph(f"{results['cells_done']} of {results['cells_total']} cells done (seeds with a finished cell: "
-                     f"{', '.join(seeds)}); each comparison is mean +- std (n) over seeds. Rule: {claims['rule']}")
+    note = paragraph(f"{results['cells_done']} of {results['cells_total']} cells done (seeds {', '.join(seeds)}). "
+                     f"{_units_note(claims)} Rule: {claims['rule']}")
     cmd = "sharpvision reproduce paper-cpu --out benchmarks/results/paper_cpu && sharpvision report " \
           "benchmarks/results/paper_cpu"
-    return f"{table(['claim', 'ours', 'verdict'], rows)}\n\n{note}\n\n" + _suite_source(path, cmd)
+    return f"{claims_table(claims)}\n\n{note}\n\n" + _suite_source(path, cmd)
 
 
 def _suite_source(path: Path, cmd: str) -> str:
