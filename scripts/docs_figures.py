@@ -49,7 +49,8 @@ def renders(prefix: str) -> Callable[[Renderer], Renderer]:
 
 def doc_files() -> list[Path]:
     """The pages that may hold blocks."""
-    return [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), *sorted((ROOT / "docs" / "studies").glob("*.md"))]
+    return [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")),
+            *sorted((ROOT / "docs" / "studies").glob("*.md"))]
 
 
 def result_path(name: str) -> Path:

@@ -1,5 +1,7 @@
-"""The Python examples in README.md and docs/*.md run as written (a tiny trained run stands in for runs/vit_sam)."""
+"""The README is a first screen, and the Python examples in README.md and docs/*.md run as written (a tiny trained run
+stands in for runs/vit_sam)."""
 
+import ast
 import re
 from pathlib import Path
 
@@ -43,7 +45,7 @@ def test_every_python_example_is_run_by_a_test() -> None:
 
 
 def test_library_example_runs() -> None:
-    """Everything up to the whole-run lines, which train for an hour."""
+    """Everything up to the whole-run lines (their recipe is checked below, without training for minutes)."""
     page, block = example(LIBRARY)
     code, _, whole_runs = block.partition("# whole runs")
     assert "sv.train.train(cfg" in whole_runs and "sv.config.load(" in whole_runs
@@ -156,3 +158,48 @@ def test_prune_example_runs() -> None:
     scope = run(setup + block, page)
     assert [len(v) for v in scope["keep"].values()] == [96] * 4  # half of each hidden width of 192
     assert scope["small"].blocks[0].mlp.fc1.out_features == 96
+
+
+README = ROOT / "README.md"
+
+
+def test_readme_is_a_first_screen() -> None:
+    """Under 250 lines, in the order a newcomer needs: what it is, the two commands, what it shows (linking the
+    findings), the command line, the library, the links."""
+    text = README.read_text()
+    assert len(text.splitlines()) < 250
+    headings = re.findall(r"^## (.+)$", text, re.M)
+    assert headings == ["Try it", "What it shows", "Command line", "Library", "Documentation"]
+    intro = text.split("\n## ")[0].split("\n\n", 1)[1]
+    assert len(intro.strip().splitlines()) <= 3
+    shows = text.split("## What it shows")[1].split("\n\n")[1]
+    assert "(docs/findings.md)" in shows and len(re.findall(r"[.!?](?:\s|$)", shows)) == 3
+
+
+def test_readme_claims_table_fits_120_columns_and_prints_no_nonfinite_number() -> None:
+    block = re.search(r"^<!-- figures: paper_cpu -->\n(.*?)^<!-- /figures: paper_cpu -->", README.read_text(),
+                      re.S | re.M)[1]
+    rows = [line for line in block.splitlines() if line.startswith("|")]
+    assert len(rows) > 10
+    assert [line for line in rows if len(line) > 120] == []
+    assert not re.search(r"\b(inf|nan)\b", block, re.I), "a non-finite number printed: say 'not measured'"
+
+
+def test_library_example_trains_a_recipe_sized_for_a_cpu() -> None:
+    """The example's whole run must end in minutes on a laptop: no bigger than micro.yaml's own run (vit_micro on
+    12,000 images for 8 epochs, about 3 minutes on 2 cores), counted as parameters x images x epochs x passes per
+    step, and no more loader workers than a small machine has."""
+    from sharpvision import config, models
+    _, block = example(LIBRARY)
+    call = re.search(r"sv\.config\.load\((.*)\)\n", block.partition("# whole runs")[2])[1]
+    cfg = config.load(*ast.literal_eval(f"({call},)"))
+    micro = config.load("micro.yaml")
+
+    def cost(c: config.Config) -> float:
+        model = models.create(c.model.name, num_classes=10, img_size=28, in_chans=1)
+        params = sum(p.numel() for p in model.parameters())
+        images = min(round(60_000 * c.data.fraction), c.data.subset_train or 60_000)
+        return params * images * c.schedule.epochs * (2 if c.optim.sam else 1)
+
+    assert cost(cfg) <= cost(micro) and cfg.data.num_workers <= 2
+    assert cfg.data.dataset == "fashion_mnist"  # the data make setup installs
