@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -88,10 +90,38 @@ def test_corruptions_from_the_cli_with_a_baseline_and_a_written_copy(trained: Pa
     (["--corruptions", "--severities", "0,6"], "severit"),
     (["--severities", "1"], "--severities needs --corruptions"),
     (["--baseline", "somewhere"], "--baseline needs --corruptions"),
+    (["--corruptions", "--severities", "2.5"], "'2.5'"),
+    (["--attack", "pgd", "--eps", "1.5"], "eps 1.5"),
+    # a mistake in a later stage is found before the first stage writes its files
+    (["--corruptions", "fog", "--attack", "pgd", "--eps", "-0.1"], "eps must be >= 0"),
+    (["--corruptions", "fog", "--mnist-c", "snow"], "'snow'"),
+    (["--mnist-c", "rotate", "--attack", "pgd", "--eps", "-0.1"], "eps must be >= 0"),
+    (["--corruptions", "fog", "--baseline", "somewhere"], "somewhere"),
 ])
 def test_bad_corruption_requests_name_the_culprit_and_write_nothing(trained: Path, tmp_path: Path, capsys,
                                                                     argv: list[str], culprit: str) -> None:
     assert main(["eval", str(trained), *argv, "--out", str(tmp_path / "eval")]) == 2
-    err = capsys.readouterr().err
-    assert "error: " in err and culprit in err and "Traceback" not in err
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and "error: " in err[0] and culprit in err[0]
     assert not (tmp_path / "eval").exists()
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_long_stages_show_progress_on_a_terminal_only(trained: Path, tmp_path: Path, capsys, monkeypatch,
+                                                      one_thread) -> None:
+    """Corruptions, MNIST-C and attacks run for minutes on a whole test set: each shows a bar on a terminal, and
+    nothing on a pipe or in a log."""
+    argv = ["eval", str(trained), "--corruptions", "contrast", "--severities", "1", "--mnist-c", "rotate",
+            "--attack", "fgsm", "--eps", "0.1", "--subset", "16", "--out", str(tmp_path / "eval")]
+    assert main(argv) == 0
+    assert capsys.readouterr().err == ""  # not a terminal: quiet
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    assert main(argv) == 0
+    shown = terminal.getvalue()
+    for bar in ("corruptions:   0%", "MNIST-C:   0%", "fgsm linf:   0%"):  # short runs skip the redraws between
+        assert bar in shown, shown

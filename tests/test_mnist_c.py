@@ -154,3 +154,13 @@ def test_accuracy_over_the_suite_and_bad_input(images: np.ndarray) -> None:
         mc.resolve("rotate,snow")
     with pytest.raises(CorruptionError, match="grey 28 x 28"):
         mc.corrupt(torch.rand(2, 3, 32, 32), "rotate")
+
+
+def test_a_runs_image_size_is_checked_before_any_work() -> None:
+    """``sharpvision eval`` asks this of a run's images before its first stage: 28 px grey passes, anything else
+    is one line naming the size."""
+    mc.check_size(1, 28)
+    for channels, side, shown in ((1, 32, "32 x 32 with 1 channel"), (3, 28, "28 x 28 with 3 channel")):
+        with pytest.raises(CorruptionError, match="grey 28 x 28") as info:
+            mc.check_size(channels, side)
+        assert shown in str(info.value) and "\n" not in str(info.value)

@@ -7,7 +7,7 @@ import dataclasses
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 from sharpvision import config as svconfig
 from sharpvision.errors import SharpvisionError
@@ -73,24 +73,19 @@ def cmd_eval(args: argparse.Namespace) -> int:
         print(json.dumps(evaluation.evaluate_run(args.target, ema=args.ema, overrides=args.overrides), indent=2))
         return 0
     eps = _floats("--eps", args.eps or "") if args.attack else []
-    severities = [int(v) for v in _floats("--severities", args.severities)] if args.severities else None
+    severities = _severities(args.severities) if args.severities else None
+    # every stage's request, then the runs' images, before the first stage runs: each stage writes when it ends
+    evaluation.check_request(args.corruptions, severities, args.mnist_c, args.attack, eps, args.norm, args.steps,
+                             args.restarts)
     run = evaluation.load(args.target, ema=args.ema, overrides=args.overrides)
-    common = dict(out=args.out, subset=args.subset, seed=args.seed, command=_command())
+    baseline = evaluation.load(args.baseline, overrides=args.overrides) if args.baseline else None
+    for loaded in (run, baseline):
+        if loaded is not None:
+            evaluation.check_images(loaded, corruption=args.corruptions is not None, mnist=args.mnist_c is not None)
+    common = dict(out=args.out, subset=args.subset, seed=args.seed, command=_command(), progress=True)
     if args.corruptions is not None:
-        baseline = evaluation.load(args.baseline, overrides=args.overrides) if args.baseline else None
-        result = evaluation.corruption_run(run, args.corruptions, severities, baseline=baseline, write=args.write,
-                                           **common)
-        print(f"{result['model']} (epoch {result['epoch']}), {len(result['accuracy'])} corruptions, "
-              f"{result['table']} table, n={result['n']}: clean {100 * result['clean_accuracy']:.2f}%, "
-              f"mean corrupted {100 * result['mean_corruption_accuracy']:.2f}%")
-        if "baseline" in result:
-            b = result["baseline"]
-            relative = (f"{b['relative_mce']:.1f}" if b["relative_mce"] is not None
-                        else f"undefined ({b['relative_mce_undefined']})")
-            print(f"  against {b['model']} ({b['checkpoint']}): mCE {b['mce']:.1f}, relative mCE {relative} "
-                  "(100 = the baseline)")
-        print(f"wrote {result['figure']} and its .json" + (f"; corrupted images in {result['written']}"
-                                                          if "written" in result else ""))
+        _say_corruptions(evaluation.corruption_run(run, args.corruptions, severities, baseline=baseline,
+                                                   write=args.write, **common))
     if args.mnist_c is not None:
         result = evaluation.mnist_c_run(run, args.mnist_c, **common)
         print(f"{result['model']} (epoch {result['epoch']}), MNIST-C, n={result['n']}: clean "
@@ -108,6 +103,20 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _say_corruptions(result: dict) -> None:
+    print(f"{result['model']} (epoch {result['epoch']}), {len(result['accuracy'])} corruptions, "
+          f"{result['table']} table, n={result['n']}: clean {100 * result['clean_accuracy']:.2f}%, "
+          f"mean corrupted {100 * result['mean_corruption_accuracy']:.2f}%")
+    if "baseline" in result:
+        b = result["baseline"]
+        relative = (f"{b['relative_mce']:.1f}" if b["relative_mce"] is not None
+                    else f"undefined ({b['relative_mce_undefined']})")
+        print(f"  against {b['model']} ({b['checkpoint']}): mCE {b['mce']:.1f}, relative mCE {relative} "
+              "(100 = the baseline)")
+    print(f"wrote {result['figure']} and its .json" + (f"; corrupted images in {result['written']}"
+                                                      if "written" in result else ""))
+
+
 def _floats(flag: str, text: str) -> list[float]:
     """A comma-separated list of numbers (e.g. --eps 0.05,0.1), one line naming the flag when it is not."""
     try:
@@ -116,6 +125,22 @@ def _floats(flag: str, text: str) -> list[float]:
         raise SharpvisionError(f"{flag}: {text!r} is not a comma-separated list of numbers (e.g. 0.05,0.1)") from None
     if not values:
         raise SharpvisionError(f"{flag}: give at least one value (e.g. {flag} 0.05,0.1)")
+    return values
+
+
+def _severities(text: str) -> list[int]:
+    """--severities: whole numbers, comma-separated; '2.5' is refused, not truncated to 2."""
+    values = []
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        try:
+            values.append(int(part))
+        except ValueError:
+            raise SharpvisionError(f"--severities: {part!r} is not a severity: they are the whole numbers 1-5, "
+                                   "comma-separated (e.g. 1,3,5)") from None
+    if not values:
+        raise SharpvisionError("--severities: give at least one value (e.g. --severities 1,3,5)")
     return values
 
 
@@ -209,14 +234,36 @@ def _command() -> str:
 
 
 def _positive(text: str) -> int:
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive integer") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"{value} is not a positive integer")
     return value
 
 
+def _share(text: str) -> float:
+    """prune --amount: a number strictly between 0 and 1 (nan and inf are refused here, before any use)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number in (0, 1)") from None
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not in (0, 1), the share of each width's units removed")
+    return value
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse whose mistakes read as every other: one line naming the culprit and exit 2, not the usage block.
+    Subcommand parsers are made of this class too (argparse builds them with the parent's class)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}; see {self.prog} --help\n")
+
+
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="sharpvision", description=__doc__)
+    p = _Parser(prog="sharpvision", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
     sub.add_parser("models", help="list model names").set_defaults(fn=cmd_models)
 
@@ -248,7 +295,7 @@ def parser() -> argparse.ArgumentParser:
     pr = sub.add_parser("prune", help="cut a trained run's hidden widths (MLP units, ResNet block channels) by "
                                       "activity or magnitude into a smaller run: sharpvision prune RUN --amount 0.5")
     pr.add_argument("target", help="run directory or checkpoint folder")
-    pr.add_argument("--amount", type=float, required=True, help="share of each hidden width removed, in (0, 1)")
+    pr.add_argument("--amount", type=_share, required=True, help="share of each hidden width removed, in (0, 1)")
     pr.add_argument("--by", choices=["activity", "magnitude"], default="activity",
                     help="activity: units that fire least on a calibration sample go first; magnitude: smallest "
                          "weight norm")

@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sharpvision.errors import SharpvisionError
+from sharpvision.evaluate.progress import bar as progress_bar
 
 ATTACKS = ("fgsm", "pgd")
 NORMS = ("linf", "l2")
@@ -56,14 +57,28 @@ def _check(attack: str = "pgd", norm: str = "linf", eps: Iterable[float] = (), s
     if norm not in NORMS:
         raise AttackError(f"unknown attack norm {norm!r}; choose one of {', '.join(NORMS)}")
     for e in eps:
-        if not e >= 0:  # also catches NaN
+        if not math.isfinite(e):
+            raise AttackError(f"attack eps {e} is not a finite number (pixel units, e.g. 8/255)")
+        if e < 0:
             raise AttackError(f"attack eps must be >= 0 (pixel units, e.g. 8/255), got {e}")
+        if norm == "linf" and e > 1:  # pixels lie in [0, 1]: the linf ball of radius 1 already holds every image
+            raise AttackError(f"attack eps {e} is out of range for linf: pixels lie in [0, 1], so eps <= 1 (at 1 "
+                              "the ball already holds every image)")
     if steps < 1:
         raise AttackError(f"attack steps must be >= 1, got {steps}")
     if restarts < 1:
         raise AttackError(f"attack restarts must be >= 1, got {restarts}")
     if alpha is not None and not alpha > 0:
         raise AttackError(f"attack step size alpha must be > 0, got {alpha}")
+
+
+def check_attack(attack: str, norm: str, eps: Iterable[float], steps: int = 1, restarts: int = 1) -> None:
+    """What ``sharpvision eval --attack`` asked for, checked before any work (autoattack included): one-line
+    AttackErrors naming the bad argument."""
+    if attack == "autoattack":
+        _check(norm=norm, eps=eps)
+    else:
+        _check(attack, norm, eps, steps, restarts)
 
 
 def _stats(values: Stats, x: torch.Tensor) -> torch.Tensor:
@@ -220,10 +235,11 @@ def _device_of(model: nn.Module, device: torch.device | str | None) -> torch.dev
 def robust_accuracy(model: nn.Module, batches: Batches, eps_list: Sequence[float], *, mean: Stats, std: Stats,
                     attack: str = "pgd", norm: str = "linf", steps: int = 10, alpha: float | None = None,
                     restarts: int = 1, random_start: bool = True, device: torch.device | str | None = None,
-                    seed: int = 0) -> dict[str, Any]:
+                    seed: int = 0, progress: bool = False) -> dict[str, Any]:
     """Accuracy under ``attack`` at each eps of ``eps_list`` (pixel units; eps 0 is the clean accuracy), one pass
     over ``batches`` of normalised (x, y). The random starts come from a CPU generator seeded with ``seed``, so a
-    result is reproducible and the same on any device up to float round-off.
+    result is reproducible and the same on any device up to float round-off. A progress bar on a terminal with
+    ``progress``.
 
     Returns ``{"attack", "norm", "steps", "restarts", "alpha", "seed", "n", "accuracy": {eps: accuracy}}``.
     """
@@ -234,7 +250,7 @@ def robust_accuracy(model: nn.Module, batches: Batches, eps_list: Sequence[float
     generator = torch.Generator().manual_seed(seed)
     correct = {float(e): 0 for e in eps_list}
     n = 0
-    with _eval_mode(model):
+    with _eval_mode(model), progress_bar(batches, len(correct), f"{attack} {norm}", progress) as passes:
         for x, y in batches:
             x, y = x.to(device), y.to(device)
             for eps in correct:
@@ -247,6 +263,7 @@ def robust_accuracy(model: nn.Module, batches: Batches, eps_list: Sequence[float
                     fooled = _pgd(model, x, y, eps, steps, alpha, norm, random_start, restarts, generator, mean,
                                   std)[1]
                 correct[eps] += int((~fooled).sum())
+                passes.update()
             n += y.numel()
     if n == 0:
         raise AttackError("robust accuracy: the batches yielded no examples")
@@ -258,12 +275,13 @@ def robust_accuracy(model: nn.Module, batches: Batches, eps_list: Sequence[float
 
 def autoattack_accuracy(model: nn.Module, batches: Batches, eps_list: Sequence[float], *, mean: Stats, std: Stats,
                         norm: str = "linf", version: str = "standard", device: torch.device | str | None = None,
-                        seed: int = 0) -> dict[str, Any]:
+                        seed: int = 0, progress: bool = False) -> dict[str, Any]:
     """Accuracy under AutoAttack (Croce & Hein 2020; APGD-CE, APGD-T, FAB-T, Square in the standard version),
     through torchattacks (an optional dependency, imported here): a stronger, slower, parameter-free evaluation
     than PGD, reported under its own name so it is never mistaken for PGD numbers.
 
-    Returns ``{"attack": "autoattack (torchattacks, VERSION)", "norm", "seed", "n", "accuracy": {eps: accuracy}}``.
+    Returns ``{"attack": "autoattack (torchattacks, VERSION)", "norm", "seed", "n", "accuracy": {eps: accuracy}}``;
+    a progress bar on a terminal with ``progress``.
     """
     _check(norm=norm, eps=eps_list)
     try:
@@ -275,7 +293,7 @@ def autoattack_accuracy(model: nn.Module, batches: Batches, eps_list: Sequence[f
     correct = {float(e): 0 for e in eps_list}
     n = 0
     attacks: dict[float, Any] = {}
-    with _eval_mode(model):
+    with _eval_mode(model), progress_bar(batches, len(correct), "autoattack", progress) as passes:
         for x, y in batches:
             x, y = x.to(device), y.to(device)
             for eps in correct:
@@ -288,6 +306,7 @@ def autoattack_accuracy(model: nn.Module, batches: Batches, eps_list: Sequence[f
                 adv = attacks[eps](x, y) if eps > 0 else x
                 with torch.no_grad():
                     correct[eps] += int((model(adv).argmax(1) == y).sum())
+                passes.update()
             n += y.numel()
     if n == 0:
         raise AttackError("autoattack accuracy: the batches yielded no examples")

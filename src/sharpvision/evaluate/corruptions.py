@@ -29,6 +29,7 @@ from torch import Tensor, nn
 from sharpvision.errors import SharpvisionError
 from sharpvision.evaluate.corruption_ops import OPS
 from sharpvision.evaluate.corruption_tables import TABLES
+from sharpvision.evaluate.progress import bar as progress_bar
 
 CORRUPTION_GROUPS: dict[str, tuple[str, ...]] = {
     "noise": ("gaussian_noise", "shot_noise", "impulse_noise"),
@@ -140,8 +141,9 @@ def _correct(model: nn.Module, x: Tensor, y: Tensor, autocast: Callable[[], Abst
 def corruption_accuracy(model: nn.Module, batches: Iterable, mean: Sequence[float], std: Sequence[float],
                         names: Sequence[str] = CORRUPTIONS, severities: Sequence[int] = SEVERITIES,
                         device: torch.device | str = "cpu", seed: int = 0, table: str | None = None,
-                        autocast: Callable[[], AbstractContextManager] = nullcontext) -> dict:
-    """Top-1 accuracy on every corruption x severity, in one pass over ``batches``.
+                        autocast: Callable[[], AbstractContextManager] = nullcontext, progress: bool = False) -> dict:
+    """Top-1 accuracy on every corruption x severity, in one pass over ``batches`` (a progress bar on a terminal
+    with ``progress``).
 
     ``batches`` yields (normalised images, labels) as the data pipeline does; each batch is un-normalised with
     ``mean``/``std`` to [0, 1], corrupted, and normalised again. Returns the table used, ``n``, clean accuracy and
@@ -161,6 +163,7 @@ def corruption_accuracy(model: nn.Module, batches: Iterable, mean: Sequence[floa
     n, used = 0, table
     was_training = model.training
     model.eval()
+    passes = progress_bar(batches, len(names) * len(severities), "corruptions", progress)
     try:
         for x, y in batches:
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
@@ -171,8 +174,10 @@ def corruption_accuracy(model: nn.Module, batches: Iterable, mean: Sequence[floa
                 for j, sv in enumerate(severities):
                     corrupted = corrupt(images, nm, sv, generator=gens[nm, sv], table=used)
                     correct[i, j] += _correct(model, (corrupted - m) / s, y, autocast)
+                    passes.update()
             n += len(y)
     finally:
+        passes.close()
         model.train(was_training)
     if n == 0:
         raise CorruptionError("corruption_accuracy: the batches held no examples")

@@ -27,6 +27,7 @@ from torch import Tensor, nn
 
 from sharpvision.evaluate import corruption_ops as ops
 from sharpvision.evaluate.corruptions import CorruptionError, stream_seed
+from sharpvision.evaluate.progress import bar as progress_bar
 
 MNIST_C: tuple[str, ...] = ("shot_noise", "impulse_noise", "glass_blur", "motion_blur", "shear", "scale", "rotate",
                             "brightness", "translate", "stripe", "fog", "spatter", "dotted_line", "zigzag",
@@ -270,6 +271,14 @@ def resolve(spec: str | Sequence[str] | None = None) -> tuple[str, ...]:
     return tuple(name for name in MNIST_C if name in parts)
 
 
+def check_size(channels: int, side: int) -> None:
+    """MNIST-C is made for grey 28 x 28 images; anything else is a CorruptionError naming the size, raised before
+    any work (``sharpvision eval`` checks a run's images with this before its first stage)."""
+    if (channels, side) != (1, SIDE):
+        raise CorruptionError(f"MNIST-C is defined for grey 28 x 28 images; this run's are {side} x {side} with "
+                              f"{channels} channel(s) (use --corruptions, which has a table for every size)")
+
+
 def corrupt(images: Tensor, name: str, generator: torch.Generator | None = None) -> Tensor:
     """``images`` (N, 1, 28, 28) in [0, 1] with MNIST-C's corruption ``name``, same shape and dtype."""
     (name,) = resolve([name])
@@ -282,9 +291,10 @@ def corrupt(images: Tensor, name: str, generator: torch.Generator | None = None)
 @torch.no_grad()
 def mnist_c_accuracy(model: nn.Module, batches: Iterable, mean: Sequence[float], std: Sequence[float],
                      names: Sequence[str] = MNIST_C, device: torch.device | str = "cpu", seed: int = 0,
-                     autocast: Callable[[], AbstractContextManager] = nullcontext) -> dict:
+                     autocast: Callable[[], AbstractContextManager] = nullcontext, progress: bool = False) -> dict:
     """Top-1 accuracy on each MNIST-C corruption, in one pass over ``batches`` (normalised images and labels, as
-    the data pipeline yields them); one generator per corruption seeded from ``seed`` and the name."""
+    the data pipeline yields them); one generator per corruption seeded from ``seed`` and the name. A progress
+    bar on a terminal with ``progress``."""
     names = resolve(names)
     device = torch.device(device)
     m = torch.tensor(mean, dtype=torch.float32, device=device).view(1, -1, 1, 1)
@@ -294,6 +304,7 @@ def mnist_c_accuracy(model: nn.Module, batches: Iterable, mean: Sequence[float],
     clean = torch.zeros((), dtype=torch.int64, device=device)
     n, was_training = 0, model.training
     model.eval()
+    passes = progress_bar(batches, len(names), "MNIST-C", progress)
     try:
         for x, y in batches:
             x, y = x.to(device), y.to(device)
@@ -302,8 +313,10 @@ def mnist_c_accuracy(model: nn.Module, batches: Iterable, mean: Sequence[float],
             for i, nm in enumerate(names):
                 corrupted = corrupt(images, nm, gens[nm])
                 correct[i] += (_predict(model, (corrupted - m) / s, autocast) == y).sum()
+                passes.update()
             n += len(y)
     finally:
+        passes.close()
         model.train(was_training)
     if n == 0:
         raise CorruptionError("mnist_c_accuracy: the batches held no examples")

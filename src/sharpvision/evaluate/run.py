@@ -17,7 +17,13 @@ from sharpvision import data as svdata
 from sharpvision import models
 from sharpvision.evaluate import corruptions, mnist_c, plots
 from sharpvision.evaluate.accuracy import evaluate
-from sharpvision.evaluate.adversarial import AttackError, autoattack_accuracy, robust_accuracy, to_pixels
+from sharpvision.evaluate.adversarial import (
+    AttackError,
+    autoattack_accuracy,
+    check_attack,
+    robust_accuracy,
+    to_pixels,
+)
 from sharpvision.runtime import Runtime, device_name
 
 
@@ -75,6 +81,30 @@ def load(target: str | Path, ema: bool = False, overrides: list[str] | None = No
     return Loaded(saved, cfg, rt, bundle, model, ema)
 
 
+def check_request(corruption_names: str | list[str] | None = None, severities: list[int] | None = None,
+                  mnist_c_names: str | list[str] | None = None, attack: str | None = None,
+                  eps: list[float] | None = None, norm: str = "linf", steps: int = 10, restarts: int = 1) -> None:
+    """Every stage's arguments of one evaluation at once (None: the stage is not asked for), before any stage runs:
+    each stage writes its files when it ends, so a mistake left to a later stage would come after an earlier
+    stage's files. One-line errors naming the culprit."""
+    if corruption_names is not None:
+        corruptions.resolve_names(corruption_names)
+        corruptions.check_severities(severities or corruptions.SEVERITIES)
+    if mnist_c_names is not None:
+        mnist_c.resolve(mnist_c_names)
+    if attack is not None:
+        check_attack(attack, norm, eps or [], steps, restarts)
+
+
+def check_images(run: Loaded, corruption: bool = False, mnist: bool = False) -> None:
+    """Whether the run's images suit the suites asked for (a corruption table for their size; MNIST-C's 28 px
+    grey), checked once the run is loaded and before any stage runs."""
+    if corruption:
+        corruptions.table_for(run.bundle.img_size)
+    if mnist:
+        mnist_c.check_size(run.bundle.in_chans, run.bundle.img_size)
+
+
 def evaluate_run(target: str | Path, ema: bool = False, overrides: list[str] | None = None) -> dict[str, Any]:
     """Test loss and accuracy of ``target`` (a run directory or a checkpoint folder) with its own recipe."""
     run = load(target, ema, overrides)
@@ -85,11 +115,14 @@ def evaluate_run(target: str | Path, ema: bool = False, overrides: list[str] | N
 
 def attack_run(run: Loaded, attack: str, eps: list[float], out: Path | None = None, norm: str = "linf",
                steps: int = 10, restarts: int = 1, subset: int | None = None, seed: int = 0,
-               command: str | None = None) -> dict[str, Any]:
+               command: str | None = None, progress: bool = False) -> dict[str, Any]:
     """Robust test accuracy of ``run`` at each eps (pixel units; 0 is added: the clean accuracy), written to
-    ``out`` (default RUN/eval) as ``attack_<attack>_<norm>.json`` and an accuracy-vs-eps figure beside it."""
+    ``out`` (default RUN/eval) as ``attack_<attack>_<norm>.json`` and an accuracy-vs-eps figure beside it; a
+    progress bar on a terminal with ``progress``."""
+    check_attack(attack, norm, eps, steps, restarts)
     eps = sorted({0.0, *map(float, eps)})
-    kwargs = dict(mean=run.bundle.mean, std=run.bundle.std, norm=norm, device=run.rt.device, seed=seed)
+    kwargs = dict(mean=run.bundle.mean, std=run.bundle.std, norm=norm, device=run.rt.device, seed=seed,
+                  progress=progress)
     start = time.perf_counter()
     if attack == "autoattack":
         result = autoattack_accuracy(run.model, run.test_batches(subset), eps, **kwargs)
@@ -108,23 +141,25 @@ def attack_run(run: Loaded, attack: str, eps: list[float], out: Path | None = No
 
 def corruption_run(run: Loaded, names: str | list[str] | None = "all", severities: list[int] | None = None,
                    out: Path | None = None, subset: int | None = None, seed: int = 0, baseline: Loaded | None = None,
-                   write: Path | None = None, command: str | None = None) -> dict[str, Any]:
+                   write: Path | None = None, command: str | None = None, progress: bool = False) -> dict[str, Any]:
     """Test accuracy of ``run`` on every corruption x severity (the -C suite for its image size), written to
     ``out`` (default RUN/eval) as ``corruptions.json`` and a heatmap. With ``baseline`` (another run, evaluated on
     the same images, corruptions and seeds) also mCE and relative mCE against it, 100 = the baseline's; with
-    ``write`` also the corrupted test images in the CIFAR-10-C layout."""
+    ``write`` also the corrupted test images in the CIFAR-10-C layout. A progress bar on a terminal with
+    ``progress``."""
     names = corruptions.resolve_names(names)
     severities = corruptions.check_severities(severities or corruptions.SEVERITIES)
     batches = run.test_batches(subset)
     measure = dict(names=names, severities=severities, seed=seed)
     start = time.perf_counter()
     result = corruptions.corruption_accuracy(run.model, batches, run.bundle.mean, run.bundle.std,
-                                             device=run.rt.device, autocast=run.rt.autocast, **measure)
+                                             device=run.rt.device, autocast=run.rt.autocast, progress=progress,
+                                             **measure)
     result = run.header(command) | result | {"seconds": time.perf_counter() - start}
     if baseline is not None:
         base = corruptions.corruption_accuracy(baseline.model, baseline.test_batches(subset), baseline.bundle.mean,
                                                baseline.bundle.std, device=baseline.rt.device,
-                                               autocast=baseline.rt.autocast, **measure)
+                                               autocast=baseline.rt.autocast, progress=progress, **measure)
         if base["n"] != result["n"] or base["table"] != result["table"]:
             raise corruptions.CorruptionError(f"--baseline {baseline.saved.path}: its test set ({base['n']} images, "
                                               f"table {base['table']}) is not the run's ({result['n']}, "
@@ -151,13 +186,15 @@ def corruption_run(run: Loaded, names: str | list[str] | None = "all", severitie
 
 
 def mnist_c_run(run: Loaded, names: str | list[str] | None = "all", out: Path | None = None,
-                subset: int | None = None, seed: int = 0, command: str | None = None) -> dict[str, Any]:
+                subset: int | None = None, seed: int = 0, command: str | None = None,
+                progress: bool = False) -> dict[str, Any]:
     """Test accuracy of ``run`` on each MNIST-C corruption (28 px grey images only), written to ``out`` (default
-    RUN/eval) as ``mnist_c.json`` with a bar chart beside it."""
+    RUN/eval) as ``mnist_c.json`` with a bar chart beside it; a progress bar on a terminal with ``progress``."""
     names = mnist_c.resolve(names)
+    check_images(run, mnist=True)
     start = time.perf_counter()
     result = mnist_c.mnist_c_accuracy(run.model, run.test_batches(subset), run.bundle.mean, run.bundle.std, names,
-                                      device=run.rt.device, seed=seed, autocast=run.rt.autocast)
+                                      device=run.rt.device, seed=seed, autocast=run.rt.autocast, progress=progress)
     result = run.header(command) | result | {"seconds": time.perf_counter() - start}
     out = Path(out) if out else run.run_dir / "eval"
     out.mkdir(parents=True, exist_ok=True)
