@@ -59,6 +59,7 @@ REQUEST = [
                  id="corruptions-then-bad-mnist-c"),
     pytest.param(["eval", "run", "--mnist-c", "rotate", "--attack", "pgd", "--eps", "-0.1"], ["eps must be >= 0"],
                  id="mnist-c-then-bad-eps"),
+    pytest.param(["train", "tiny.yaml", "adv.method=pgd", "adv.eps=1.5"], ["adv.eps", "1.5"], id="train-adv-eps"),
     pytest.param(["prune", "run", "--amount", "nan"], ["--amount", "nan", "(0, 1)"], id="prune-nan"),
     pytest.param(["prune", "run", "--amount", "inf"], ["--amount", "inf", "(0, 1)"], id="prune-inf"),
     pytest.param(["prune", "run", "--amount", "1.5"], ["--amount", "1.5", "(0, 1)"], id="prune-1.5"),
