@@ -34,6 +34,8 @@ class Table:
     id: str = ""
     caption: str = ""
     badge: int | None = None  # the column drawn as a coloured badge in HTML (a verdict)
+    wide: bool = False  # many columns: kept on one line per row, scrolling inside its frame rather than wrapping
+    grey: bool = False  # every badge grey (a smoke suite's verdicts decide nothing)
 
 
 @dataclass(frozen=True)
@@ -51,7 +53,22 @@ class Terms:
     items: tuple[tuple[str, str], ...]
 
 
-Block = Heading | Text | Code | Table | Figure | Terms
+@dataclass(frozen=True)
+class Banner:
+    """A warning a reader must see before the numbers (a smoke suite's: they mean nothing)."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class Details:
+    """Blocks folded under a one-line summary (the full table below the short one); open with a click."""
+
+    summary: str
+    blocks: tuple[Heading | Text | Code | Table | Figure | Terms, ...]
+
+
+Block = Heading | Text | Code | Table | Figure | Terms | Banner | Details
 
 # every number a report can show, in one line each
 GLOSSARY: dict[str, str] = {
@@ -62,6 +79,8 @@ GLOSSARY: dict[str, str] = {
     "test_loss": "cross-entropy on the test set after the last epoch",
     "train_loss": "mean training loss of the last epoch",
     "lambda_max": "top eigenvalue of the training-loss Hessian on a fixed sample; lower = flatter",
+    "hessian_lambda_max": "lambda_max from the analysis piece (sharpvision analyze --what hessian: a larger sample "
+                          "and a tighter tolerance than the estimate the training loop logs)",
     "trace": "trace of the training-loss Hessian (Hutch++ estimate): the total curvature; lower = flatter",
     "ntk_kappa_at_init": "condition number of the neural tangent kernel at initialisation; higher = harder to "
                          "train (Chen et al. relate it to how much a model needs SAM)",
@@ -90,13 +109,32 @@ def number(value: float) -> str:
     return f"{value:.4g}"
 
 
-def mean_std(stats: dict[str, float], scale: float = 1.0) -> str:
-    """``mean ± std (n=k)``, the std being the sample standard deviation over seeds; a lone run has none."""
+def mean_std(stats: dict[str, float | None], scale: float = 1.0) -> str:
+    """``mean ± std (n=k)``, the std being the sample standard deviation over seeds; a lone run has none, and a
+    value that was not finite (None in strict JSON) reads as such."""
+    if stats["mean"] is None:
+        return f"not finite (n={stats['n']})"
     if scale == 100:
-        mean, std = percent(stats["mean"]), percent(stats["std"])
+        mean, std = percent(stats["mean"]), percent(stats["std"] or 0.0)
     else:
-        mean, std = number(stats["mean"]), f"{stats['std']:.2g}"
+        mean, std = number(stats["mean"]), f"{stats['std'] or 0.0:.2g}"
     return f"{mean} ± {std} (n={stats['n']})" if stats["n"] > 1 else f"{mean} (n={stats['n']})"
+
+
+def short(stats: dict[str, float | None], scale: float = 1.0) -> str:
+    """``mean ± std`` to one decimal (accuracies in points with ``scale`` 100), for the tables a reader compares
+    side by side; n is said once per row."""
+    if stats["mean"] is None:
+        return "not finite"
+    mean, std = scale * stats["mean"], scale * (stats["std"] or 0.0)
+    text = f"{mean:.1f}" if abs(mean) < 1e5 else f"{mean:.2g}"
+    return f"{text} ± {std:.1f}" if stats["n"] > 1 and abs(std) < 1e5 else \
+        f"{text} ± {std:.1g}" if stats["n"] > 1 else text
+
+
+def signed(value: float) -> str:
+    """An effect with its sign, to one decimal."""
+    return f"{value:+.1f}"
 
 
 def glossary(names: list[str]) -> list[Block]:
@@ -108,5 +146,6 @@ def glossary(names: list[str]) -> list[Block]:
     return [Heading("Glossary", id="glossary"), Terms(items)]
 
 
-def figure_names(blocks: list[Block]) -> list[str]:
-    return [b.name for b in blocks if isinstance(b, Figure)]
+def figure_names(blocks: list[Block] | tuple[Block, ...]) -> list[str]:
+    return [name for b in blocks for name in (figure_names(b.blocks) if isinstance(b, Details) else
+                                              [b.name] if isinstance(b, Figure) else [])]

@@ -1,15 +1,15 @@
-"""The report of a suite directory, as blocks: what made it, the claims, one table per grid (mean ± std over seeds,
-the paper's ImageNet numbers beside the rows that match), learning curves, per-block curvature and sparsity, and
-one model's loss landscape and attention with and without SAM. Numbers are computed here; report.figures draws."""
+"""The report of a suite directory, as blocks: what made it, the claims (a figure of effects, then the table), one
+short table per grid with the full one folded below, learning curves as small multiples, per-block curvature and
+sparsity, and one model's loss landscapes (one colour scale) and attention with and without SAM. Every figure is
+drawn from the JSON the suite keeps (result.json, analysis/*.json), so a committed suite redraws its report.
+Numbers are computed here and in report.claims / report.tables; report.figures draws."""
 
 from __future__ import annotations
 
 import json
 import re
-import shutil
 import statistics
 from collections import defaultdict
-from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -17,31 +17,17 @@ from typing import Any
 import yaml
 
 from sharpvision import config as svconfig
-from sharpvision.experiments.aggregate import aggregate, attack_metric
+from sharpvision.experiments.aggregate import aggregate
 from sharpvision.experiments.suite import Suite, load_suite
+from sharpvision.report import claims as claims_view
 from sharpvision.report import figures as draw
-from sharpvision.report.doc import Block, Code, Figure, Heading, Table, Text, glossary, mean_std
+from sharpvision.report import tables
+from sharpvision.report.doc import Block, Code, Figure, Heading, Text, glossary
 
-# Chen et al. 2022 ("When Vision Transformers Outperform ResNets without Pretraining or Strong Data Augmentations"),
-# ImageNet at 224 px, Tables 1-2: (vanilla, SAM) where a pair, by our model family label
-PAPER: dict[str, dict[str, Any]] = {
-    "resnet": {"name": "ResNet-152", "top1": (78.5, 79.3), "lambda_max": (179.8, 42.0), "kappa": 2801.6},
-    "vit": {"name": "ViT-B/16", "top1": (74.6, 79.9), "lambda_max": (738.8, 20.9), "kappa": 6206.8},
-    "mixer": {"name": "Mixer-B/16", "top1": (66.4, 77.4), "lambda_max": (1644.4, 22.5), "kappa": 14468.0},
-}
-COLUMNS: tuple[tuple[str, str, float], ...] = (  # metric, header, scale (accuracies in %)
-    ("test_accuracy", "test acc. %", 100), ("train_accuracy", "train acc. %", 100),
-    ("best_val_accuracy", "best val acc. %", 100), ("lambda_max", "lambda_max", 1), ("trace", "trace", 1),
-    ("ntk_kappa_at_init", "NTK kappa at init", 1), ("loss", "loss", 1), ("loss_under_noise", "loss under noise", 1),
-    ("active_fraction_first_block", "active fraction, first block", 1),
-    ("corruption_clean_accuracy", "clean acc. % (-C images)", 100),
-    ("mean_corruption_accuracy", "mean corrupted acc. %", 100), ("mnist_c_mean_accuracy", "MNIST-C acc. %", 100))
 BLOCK_PIECES = (  # analysis piece, figure name, title, y label, log scale
     ("hessian", "lambda_max", "top Hessian eigenvalue (lambda_max) per block", "lambda_max", True),
     ("sparsity", "sparsity", "active-neuron fraction per block", "fraction active", False))
-PAIR_PNGS = (("landscape_2d.png", "training loss on a random filter-normalised plane through the final weights"),
-             ("attention.png", "attention maps on test images: rollout, and the CLS token's attention in the first "
-                               "and last layer"))
+PAIR_PIECES = ("landscape.json", "attention.json")  # what the landscape and attention figures are drawn from
 PAIR_SETTINGS = ("vanilla", "sam")
 
 
@@ -84,16 +70,17 @@ def pair_models(data: SuiteDir) -> list[str]:
 
 
 def _pictured(f: Finished) -> bool:
-    return f.labels.get("setting") in PAIR_SETTINGS and any((f.folder / "analysis" / png).is_file()
-                                                            for png, _ in PAIR_PNGS)
+    return f.labels.get("setting") in PAIR_SETTINGS and any((f.folder / "analysis" / name).is_file()
+                                                            for name in PAIR_PIECES)
 
 
 def blocks(data: SuiteDir, claims: dict[str, Any], pair: str | None, figures: Path, shown: str) -> list[Block]:
     """The whole report; ``shown`` is the directory as the user named it (for the commands)."""
-    return [*_header(data, shown), *_claims(claims), *_tables(data), *_curves(data, figures),
-            *_per_block(data, figures), *_pair(data, pair, figures),
-            *glossary([m for m, _, _ in _columns(list(data.results["groups"].values()))
-                       if _has(data.results["groups"].values(), m)] + ["n"])]
+    groups = list(data.results["groups"].values())
+    smoke = claims_view.is_smoke(claims, data.suite.source)
+    return [*_header(data, shown), *claims_view.blocks(claims, figures, smoke),
+            *_tables(data), *_curves(data, figures), *_per_block(data, figures), *_pair(data, pair, figures),
+            *glossary([m for m, _, _ in tables.columns_of(groups) if tables.has(groups, m)] + ["n"])]
 
 
 def _header(data: SuiteDir, shown: str) -> list[Block]:
@@ -115,94 +102,71 @@ def _suite_argument(data: SuiteDir, shown: str) -> str:
     return f"{shown.rstrip('/')}/suite.yaml"
 
 
-def _claims(claims: dict[str, Any]) -> list[Block]:
-    rows = tuple((f"{c['id']}: {c['claim']}", c["paper"], c.get("ours") or c.get("why", ""), c["verdict"])
-                 for c in claims["claims"])
-    return [Heading("Claims", id="claims-section"),
-            Table(("claim", "paper", "ours", "verdict"), rows, id="claims", badge=3,
-                  caption="Each claim tested on this suite's runs (claims.json has every test's t and p)."),
-            Text(f"Rule: {claims['rule']}")]
-
-
 def _tables(data: SuiteDir) -> list[Block]:
     grids = {f"grid {name}": replace(data.suite, grids={name: grid})
              for name, grid in data.suite.grids.items()} or {"all runs": data.suite}
+    axes = [a for a in data.suite.axes if a != "seed"]
     out: list[Block] = [Heading("Results", id="results"),
-                        Text("Mean ± sample standard deviation over seeds (n = seeds finished); accuracies in %. "
-                             "paper (ImageNet): Chen et al. 2022, Tables 1-2, for the model family at the same "
-                             "setting (ImageNet at 224 px: a scale reference, not a target).")]
+                        Text("Per grid, the measures to compare side by side; every measure (mean ± std (n)) is "
+                             "folded below each table, and results.json has them unrounded.")]
     for name, one_grid in grids.items():
-        table = _table(data, list(aggregate(one_grid, data.root, data.loaded)["groups"].values()))
-        out += [Heading(name.capitalize(), 3), table if table else Text("No cell of this grid has finished.")]
+        found = aggregate(one_grid, data.root, data.loaded)
+        out += [Heading(name.capitalize(), 3),
+                *(tables.grid(list(found["groups"].values()), found["cells"], axes) if found["groups"] else
+                  [Text("No cell of this grid has finished.")])]
     return out
 
 
-def _table(data: SuiteDir, groups: list[dict[str, Any]]) -> Table | None:
-    """One row per group of a grid (its cells but the seed alike), over the seeds the grid keeps."""
-    if not groups:
-        return None
-    axes = [a for a in data.suite.axes if a != "seed"]
-    columns = [c for c in _columns(groups) if _has(groups, c[0])]
-    papers = [_paper(g["labels"]) for g in groups]
-    header = (*axes, *(h for _, h, _ in columns), *(["paper (ImageNet)"] if any(papers) else []))
-    rows = tuple((*(g["labels"].get(a, "") for a in axes),
-                  *(mean_std(g["metrics"][m], s) if m in g["metrics"] else "" for m, _, s in columns),
-                  *([paper] if any(papers) else [])) for g, paper in zip(groups, papers))
-    return Table(header, rows)
-
-
-def _columns(groups: list[dict[str, Any]]) -> list[tuple[str, str, float]]:
-    """The fixed columns, then one per attack, norm and eps the cells were evaluated at."""
-    attacks = sorted({m: attack_metric(m) for g in groups for m in g["metrics"] if attack_metric(m)}.items(),
-                     key=lambda item: item[1])
-    return [*COLUMNS, *((m, f"{attack.upper()} {norm} eps {eps:g} acc. %", 100) for m, (attack, norm, eps) in attacks)]
-
-
-def _has(groups: Iterable[dict[str, Any]], metric: str) -> bool:
-    return any(metric in g["metrics"] for g in groups)
-
-
-def _paper(labels: dict[str, str]) -> str:
-    """The paper's numbers for a row of its family, setting (vanilla or SAM), full data and clean labels."""
-    ref, i = PAPER.get(labels.get("model", "")), {"vanilla": 0, "sam": 1}.get(labels.get("setting", ""))
-    clean = float(labels.get("data.fraction", 1)) == 1 and float(labels.get("data.label_noise", 0)) == 0
-    if ref is None or i is None or not clean:
-        return ""
-    return f"{ref['name']}: top-1 {ref['top1'][i]}, lambda_max {ref['lambda_max'][i]}, NTK kappa {ref['kappa']}"
-
-
-def _describe(labels: dict[str, str]) -> str:
-    return ", ".join(v if a in ("model", "setting") else f"{a}={v}" for a, v in labels.items()) or "all runs"
+def _describe(labels: dict[str, str], short: bool = False) -> str:
+    """``vit, sam, data.fraction=0.04``; ``short`` (a panel title): ``vit, sam, fraction=0.04``."""
+    def axis(a: str) -> str:
+        return a.rsplit(".", 1)[-1].removeprefix("label_") if short else a
+    return ", ".join(v if a in ("model", "setting") else f"{axis(a)}={v}" for a, v in labels.items()) or "all runs"
 
 
 def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text)
 
 
-def learning_curves(data: SuiteDir) -> dict[str, dict[str, dict[str, list[tuple[int, float]]]]]:
-    """model -> the other labels -> metric -> (epoch from 1, mean over seeds) of test and train accuracy."""
-    points: dict[tuple[str, str, str], dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
+def learning_curves(data: SuiteDir, metric: str = "test_accuracy") -> dict[str, dict[str, draw.Band]]:
+    """Panel title (the model and the labels but the setting) -> setting -> per epoch (from 1) the mean over seeds of
+    ``metric`` in % and its sample standard deviation, from each cell's result.json ``curve``."""
+    points: dict[tuple[str, str], dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
     for f in data.finished:
-        key = (f.labels.get("model", "all models"), _describe(f.rest("model")))
+        title = _describe(f.rest("setting"), short=True)
         for record in f.result.get("curve", []):
-            for metric, _, _ in draw.STYLES:
-                if metric in record:
-                    points[(*key, metric)][record["epoch"] + 1].append(record[metric])
-    out: dict[str, dict[str, dict[str, list[tuple[int, float]]]]] = {}
-    for (model, setting, metric), by_epoch in points.items():
-        out.setdefault(model, {}).setdefault(setting, {})[metric] = sorted(
-            (epoch, statistics.fmean(values)) for epoch, values in by_epoch.items())
+            if record.get(metric) is not None:
+                points[(title, f.labels.get("setting", "all"))][record["epoch"] + 1].append(100 * record[metric])
+    out: dict[str, dict[str, draw.Band]] = {}
+    for (title, setting), by_epoch in points.items():
+        epochs = sorted(by_epoch)
+        out.setdefault(title, {})[setting] = draw.Band(
+            tuple(epochs), tuple(statistics.fmean(by_epoch[e]) for e in epochs),
+            tuple(statistics.stdev(by_epoch[e]) if len(by_epoch[e]) > 1 else 0.0 for e in epochs))
+    return out
+
+
+def _split(curves: dict[str, dict[str, draw.Band]]) -> dict[str, dict[str, draw.Band]]:
+    """Panels of at most ``draw.MAX_LINES`` lines: a panel with more settings becomes several, numbered."""
+    out = {}
+    for title, lines in curves.items():
+        names = list(lines)
+        chunks = [names[i:i + draw.MAX_LINES] for i in range(0, len(names), draw.MAX_LINES)]
+        for i, chunk in enumerate(chunks):
+            out[title if len(chunks) == 1 else f"{title} ({i + 1}/{len(chunks)})"] = {n: lines[n] for n in chunk}
     return out
 
 
 def _curves(data: SuiteDir, figures: Path) -> list[Block]:
-    out: list[Block] = [Heading("Learning curves", id="curves")]
-    for model, series in learning_curves(data).items():
-        path = draw.learning_curves(series, figures / f"curves_{_slug(model)}.png",
-                                              f"{model}: accuracy per epoch")
-        out.append(Figure(path.name, f"{model}: test accuracy (solid) and train accuracy (dashed) per epoch, mean "
-                                     "over seeds, one colour per setting"))
-    return out
+    heading = Heading("Learning curves", id="curves")
+    curves = _split(learning_curves(data))
+    if not curves:
+        return [heading, Text("No cell has a per-epoch test accuracy in its result.json.")]
+    settings = list(dict.fromkeys(s for lines in curves.values() for s in lines))
+    path = draw.panels(curves, figures / "curves.png", "test accuracy (%)", {s: i for i, s in enumerate(settings)})
+    return [heading, Figure(path.name, "test accuracy per epoch, one panel per model and setting of the other axes, "
+                                       "one colour per setting: the mean over seeds with a band of one standard "
+                                       "deviation")]
 
 
 def per_block(data: SuiteDir, piece: str) -> dict[str, tuple[dict[str, str], dict[str, dict[str, float]]]]:
@@ -239,20 +203,28 @@ def _per_block(data: SuiteDir, figures: Path) -> list[Block]:
 
 
 def _pair(data: SuiteDir, model: str | None, figures: Path) -> list[Block]:
-    """The model's landscape and attention pictures, vanilla then SAM, from the first cell that has one (its seed)
-    and the cell that differs from it only in setting."""
+    """The model's loss landscapes (vanilla and SAM side by side, one colour scale) and attention maps, from the
+    first cell that has them (its seed) and the cell that differs from it only in setting."""
     heading = Heading(f"Landscape and attention: {model or 'none'}", id="pair")
     anchor = next((f for f in data.finished if model and f.labels.get("model") == model and _pictured(f)), None)
     if anchor is None:
-        return [heading, Text("No cell has a landscape or attention picture (analysis pieces landscape, attention).")]
-    cells = {f.labels.get("setting"): f for f in data.finished
-             if f.labels == {**anchor.labels, "setting": f.labels.get("setting")}}
+        return [heading, Text("No cell has a landscape or attention analysis (analysis pieces landscape, attention).")]
+    cells = {s: f for s in PAIR_SETTINGS for f in data.finished if f.labels == {**anchor.labels, "setting": s}}
+    label = {s: f"{model} {s}, seed {f.labels.get('seed', '-')}" for s, f in cells.items()}
     out: list[Block] = [heading]
-    for png, what in PAIR_PNGS:
-        for setting in PAIR_SETTINGS:
-            if setting in cells and (cells[setting].folder / "analysis" / png).is_file():
-                name = f"pair_{_slug(model)}_{setting}_{png}"
-                shutil.copyfile(cells[setting].folder / "analysis" / png, figures / name)
-                out.append(Figure(name, f"{_describe(cells[setting].rest())}, seed "
-                                        f"{cells[setting].labels.get('seed', '-')}: {what}"))
+    planes = {label[s]: json.loads((f.folder / "analysis" / "landscape.json").read_text())["plane"]
+              for s, f in cells.items() if (f.folder / "analysis" / "landscape.json").is_file()}
+    if planes:
+        path = draw.landscapes(planes, figures / f"pair_{_slug(model)}_landscape_2d.png")
+        runs = " and ".join(f"{_describe(f.rest())}, seed {f.labels.get('seed', '-')}" for f in cells.values())
+        out.append(Figure(path.name, f"training loss on a random filter-normalised plane through the final weights "
+                                     f"of {runs}, side by side on one colour scale (top: contours; bottom: "
+                                     "surfaces; + marks the trained weights)"))
+    for s, f in cells.items():
+        if (f.folder / "analysis" / "attention.json").is_file():
+            result = json.loads((f.folder / "analysis" / "attention.json").read_text())
+            path = draw.attention(result, figures / f"pair_{_slug(model)}_{s}_attention.png",
+                                  f"{label[s]}: attention")
+            out.append(Figure(path.name, f"{label[s]}: attention maps on test images: rollout, and the CLS token's "
+                                         "attention in the last and the first layer"))
     return out
