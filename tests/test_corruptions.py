@@ -36,6 +36,7 @@ from sharpvision.evaluate.corruptions import (
     mce,
     relative_mce,
     resolve_names,
+    severity_table,
     stream_seed,
     table_for,
     write_corrupted,
@@ -88,14 +89,57 @@ def test_names_in_the_standard_order() -> None:
 
 
 def test_table_follows_the_image_size() -> None:
+    """A table for every size: the published ones at 32 px and from 128 px, CIFAR's scaled to the side below
+    (28 px for Fashion-MNIST, 8 px for the digits) and between; one pixel is refused with the size named."""
     assert (table_for(28), table_for(32), table_for(128), table_for(224), table_for(512)) == \
         ("28px", "cifar", "imagenet", "imagenet", "imagenet")
-    for size in (27, 30, 64, 96, 127):
-        with pytest.raises(ValueError, match=f"no corruption severity table for {size} px"):
+    assert [table_for(size) for size in (2, 8, 27, 30, 64, 96, 127)] == \
+        ["2px", "8px", "27px", "30px", "64px", "96px", "127px"]
+    assert severity_table("28px") == PX28 and severity_table("32px") == CIFAR and severity_table("cifar") == CIFAR
+    for size in (0, 1):
+        with pytest.raises(CorruptionError, match=f"{size} px images") as info:
             table_for(size)
-    with pytest.raises(ValueError, match="64 px"):
-        corrupt(torch.rand(1, 3, 64, 64), "contrast", 1)
-    assert corrupt(torch.rand(1, 3, 64, 64), "contrast", 1, table="cifar").shape == (1, 3, 64, 64)
+        assert "2 px or more" in str(info.value) and "table=" not in str(info.value)
+    assert corrupt(torch.rand(1, 3, 64, 64), "contrast", 1).shape == (1, 3, 64, 64)
+    for bad in ("1px", "mnist", "0px"):
+        with pytest.raises(CorruptionError, match=f"unknown corruption table '{bad}'"):
+            corrupt(torch.rand(1, 3, 8, 8), "contrast", 1, table=bad)
+
+
+def test_tables_between_the_published_ones_scale_cifars_lengths_with_the_side() -> None:
+    """CIFAR's constants at side s: lengths in pixels x s/32 (radii rounded to whole taps, at least one); the
+    lengths on the integer pixel grid (defocus disk radius, glass displacement, snow zoom) only grow with the side,
+    never shrink below CIFAR's; the rest (fractions of the side, intensities) is CIFAR's."""
+    big, small = severity_table("64px"), severity_table("16px")
+    for name in STANDARD:
+        if name not in ("defocus_blur", "glass_blur", "motion_blur", "snow"):
+            assert big[name] == small[name] == CIFAR[name], name
+    for ours, theirs in zip(big["defocus_blur"], CIFAR["defocus_blur"]):
+        assert ours == pytest.approx((2 * theirs[0], 2 * theirs[1]))
+    for ours, theirs in zip(small["defocus_blur"], CIFAR["defocus_blur"]):
+        assert ours == pytest.approx((theirs[0], theirs[1] / 2))
+    assert [p[0] for p in big["glass_blur"]] == pytest.approx([2 * p[0] for p in CIFAR["glass_blur"]])
+    assert [p[1] for p in big["glass_blur"]] == [2] * 5
+    assert [p[1] for p in small["glass_blur"]] == [1] * 5
+    assert [p[0] for p in big["motion_blur"]] == [12, 12, 12, 16, 18]
+    assert [p[0] for p in small["motion_blur"]] == [3, 3, 3, 4, 4]
+    assert [p[0] for p in severity_table("2px")["motion_blur"]] == [1] * 5  # at least one tap
+    assert [(p[2], p[4]) for p in big["snow"]] == [(2 * z, 2 * r) for _, _, z, _, r, _, _ in CIFAR["snow"]]
+    assert [p[2] for p in small["snow"]] == [p[2] for p in CIFAR["snow"]]
+
+
+@pytest.mark.parametrize("name", STANDARD)
+def test_every_op_runs_at_any_size(name: str) -> None:
+    """Each op at the sizes between the published tables, grey and RGB, square or not: same shape, in [0, 1],
+    reproducible from the seed, and changing the image."""
+    for size, chans in ((2, 1), (8, 1), (20, 3), (48, 1), (100, 3)):
+        x = synthetic(2, chans, size)
+        for severity in SEVERITIES:
+            y = corrupt(x, name, severity, generator=seeded(0))
+            assert y.shape == x.shape and float(y.min()) >= 0 and float(y.max()) <= 1, (size, severity)
+            assert torch.equal(y, corrupt(x, name, severity, generator=seeded(0)))
+    wide = synthetic(1, 3, 40)[..., :24, :]  # 24 x 40: the shorter side picks the table
+    assert corrupt(wide, name, 3, generator=seeded(0)).shape == wide.shape
 
 
 @pytest.mark.parametrize(("kwargs", "culprit"), [
@@ -277,8 +321,8 @@ def test_write_corrupted(tmp_path: Path) -> None:
     assert json.loads((out / "manifest.json").read_text())["severities"] == [2, 4]
     with pytest.raises(ValueError, match="severity 7"):
         write_corrupted(images, labels, tmp_path / "bad", severities=(7,))
-    with pytest.raises(ValueError, match="30 px"):
-        write_corrupted(torch.rand(2, 1, 30, 30), torch.arange(2), tmp_path / "bad")
+    with pytest.raises(ValueError, match="1 px"):
+        write_corrupted(torch.rand(2, 1, 1, 30), torch.arange(2), tmp_path / "bad")
     assert not (tmp_path / "bad").exists()
 
 
@@ -462,3 +506,62 @@ def test_frost_texture_has_the_reference_photos_statistics() -> None:
         assert float(gap.min(1).values.mean()) < 0.04
         ratio = stds / torch.tensor(ops.FROST_STD)[nearest]
         assert 0.7 < float(ratio.median()) < 1.15
+
+
+# ---- severities that are not monotone ----
+
+def test_the_heatmap_marks_a_severity_more_accurate_than_the_one_before(tmp_path: Path, monkeypatch) -> None:
+    """The figure says where a severity is milder than the one before it (elastic's CIFAR constants: every step),
+    for the severities asked, in the order asked, at the precision it prints (whole percent)."""
+    from sharpvision.evaluate import plots
+    result = {"model": "m", "n": 100, "table": "28px", "clean_accuracy": 0.8, "mean_corruption_accuracy": 0.6,
+              "accuracy": {"elastic_transform": {"1": 0.6, "3": 0.65, "5": 0.7},
+                           "glass_blur": {"1": 0.7, "3": 0.7, "5": 0.72}, "fog": {"1": 0.6, "3": 0.5, "5": 0.4},
+                           "shot_noise": {"1": 0.771, "3": 0.774, "5": 0.76}}}  # under the printed precision
+    assert plots.milder_than_the_severity_before(result) == {("elastic_transform", "3"), ("elastic_transform", "5"),
+                                                             ("glass_blur", "5")}
+    drawn: list[str] = []
+    real_save = plots.save_figure
+    monkeypatch.setattr(plots, "save_figure", lambda fig, path: drawn.extend(
+        t.get_text() for ax in fig.axes for t in [*ax.texts, *fig.texts]) or real_save(fig, path))
+    assert plots.corruption_heatmap(result, tmp_path / "c.png").stat().st_size > 5000
+    assert [t for t in drawn if t.endswith("▲")] == ["65▲", "70▲", "72▲"]
+    assert any("▲ more accurate than the severity before it" in t for t in drawn)
+
+
+MEASURED = ("paper_cpu", "roadmap_cpu", "robustness_vit_micro_cpu")  # finished evaluations of trained micro models
+# the steps docs/robustness.md shows: (corruption, severity): the change from the severity before it
+SHOWN = [("elastic_transform", s) for s in (2, 3, 4, 5)] + [("glass_blur", 3), ("glass_blur", 5),
+                                                             ("defocus_blur", 2), ("pixelate", 2), ("frost", 4),
+                                                             ("motion_blur", 4)]
+
+
+def severity_steps() -> tuple[int, dict[tuple[str, int], tuple[float, float, int]]]:
+    """From the committed 28 px evaluations: (corruption, s) -> mean change in points from severity s - 1, the
+    half-width of its 95% t-interval, and how many evaluations rose."""
+    from scipy import stats
+    root = Path(__file__).parents[1] / "benchmarks" / "results"
+    files = sorted(f for d in MEASURED for f in (root / d).rglob("corruptions.json"))
+    results = [json.loads(f.read_text()) for f in files]
+    assert {r["table"] for r in results} == {"28px"}
+    steps = {}
+    for name in CORRUPTIONS:
+        acc = 100 * np.array([[r["accuracy"][name][str(s)] for s in SEVERITIES] for r in results])
+        for s, change in zip(SEVERITIES[1:], np.diff(acc, axis=1).T):
+            half = stats.t.ppf(0.975, len(change) - 1) * change.std(ddof=1) / np.sqrt(len(change))
+            steps[name, s] = (float(change.mean()), float(half), int((change > 0).sum()))
+    return len(results), steps
+
+
+def test_the_severities_the_docs_call_milder_are_measured() -> None:
+    """Which severities are milder than the one before, measured on every committed 28 px evaluation: the steps whose
+    mean change has a 95% interval above zero are the ones docs/robustness.md names, with its numbers."""
+    n, steps = severity_steps()
+    rising = {key for key, (mean, half, _) in steps.items() if mean - half > 0}
+    assert rising == {key for key in SHOWN if key[0] not in ("frost", "motion_blur")}
+    text = (Path(__file__).parents[1] / "docs" / "robustness.md").read_text()
+    assert f"{n} evaluations" in text
+    for name, s in SHOWN:
+        mean, half, rose = steps[name, s]
+        row = f"| `{name}` {s - 1} -> {s} | {mean:+.1f} +- {half:.1f} | {rose} of {n} |"
+        assert row in text, row

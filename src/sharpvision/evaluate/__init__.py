@@ -16,10 +16,11 @@ from sharpvision.evaluate.corruptions import (
     corruption_accuracy,
     mce,
     relative_mce,
+    severity_table,
     table_for,
     write_corrupted,
 )
 
 __all__ = ["evaluate", "AttackError", "autoattack_accuracy", "fgsm", "masking_checks", "pgd", "robust_accuracy",
-           "CORRUPTIONS", "CorruptionError", "corrupt", "corruption_accuracy", "mce", "relative_mce", "table_for",
-           "write_corrupted"]
+           "CORRUPTIONS", "CorruptionError", "corrupt", "corruption_accuracy", "mce", "relative_mce", "severity_table",
+           "table_for", "write_corrupted"]

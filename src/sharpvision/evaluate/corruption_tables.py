@@ -10,15 +10,16 @@ tests compare with.
 (lengths given as fractions of the side, as the script writes them ``IMSIZE * f``). Its motion blur and snow
 streaks came from ImageMagick; here they use the same kernel as ``imagenet``.
 
-``28px`` (Fashion-MNIST / MNIST) is derived from ``cifar``, since a 28 px garment or digit fills its frame as a
-32 px CIFAR object does: every parameter that is a length in pixels is scaled by 28/32 (glass-blur sigma,
-the defocus disk's anti-alias sigma, motion-blur and snow-streak radius and sigma; radii rounded to whole taps);
-parameters relative to the image carry over unchanged (zoom factors, pixelate fraction, the elastic fractions,
-the fog map, the frost texture), as do intensities (noise, brightness, contrast, JPEG quality, blend weights).
-Three lengths stay as CIFAR has them because they live on the integer pixel grid and scaling would change
-their footprint rather than shrink it: the defocus disk radius (1 -> 0.875 would drop severity 4's 5-pixel disk
-to one pixel, weaker than severity 3), the glass-blur displacement (1 is already the least), and the snow
-zoom (flake size; clipped zoom cannot go below 1).
+Every other size below 128 px gets ``cifar`` scaled to its side, ``<side>px`` (``28px`` for Fashion-MNIST /
+MNIST, ``8px`` for the digits), since a small image's object fills its frame as a 32 px CIFAR object does: every
+parameter that is a length in pixels is scaled by side/32 (glass-blur sigma, the defocus disk's anti-alias sigma,
+motion-blur and snow-streak radius and sigma; radii rounded to whole taps, at least one); parameters relative to
+the image carry over unchanged (zoom factors, pixelate fraction, the elastic fractions, the fog map, the frost
+texture), as do intensities (noise, brightness, contrast, JPEG quality, blend weights). Three lengths live on the
+integer pixel grid, so they grow with the side but never shrink below CIFAR's, where scaling would change their
+footprint rather than shrink it: the defocus disk radius (at 28 px, 1 -> 0.875 would drop severity 4's 5-pixel
+disk to one pixel, weaker than severity 3), the glass-blur displacement (1 is already the least; rounded), and
+the snow zoom (flake size; clipped zoom cannot go below 1).
 
 Every table entry is a tuple of five parameter sets, severity 1 first; the comments in ``IMAGENET`` name the
 fields, ``corruption_ops`` uses them.
@@ -26,6 +27,8 @@ fields, ``corruption_ops`` uses them.
 
 from __future__ import annotations
 
+import re
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -40,12 +43,14 @@ def _zooms(*stops: tuple[float, float]) -> tuple[tuple[float, ...], ...]:
 
 def _scaled(table: dict[str, tuple[Params, ...]], name: str, fields: dict[int, str],
             factor: float) -> tuple[Params, ...]:
-    """``table[name]`` with the listed fields scaled: ``"len"`` multiplied, ``"taps"`` multiplied and rounded."""
+    """``table[name]`` with the listed fields scaled by ``factor``: ``"len"`` multiplied, ``"taps"`` multiplied and
+    rounded (at least 1); ``"grid"`` (``"grid-taps"``: rounded) multiplied only when the factor is above 1."""
     out = []
     for params in table[name]:
         p = list(params)
         for i, kind in fields.items():
-            p[i] = round(p[i] * factor) if kind == "taps" else p[i] * factor
+            f = max(factor, 1.0) if kind.startswith("grid") else factor
+            p[i] = max(1, round(p[i] * f)) if kind.endswith("taps") else p[i] * f
         out.append(tuple(p))
     return tuple(out)
 
@@ -90,13 +95,30 @@ CIFAR: dict[str, tuple[Params, ...]] = {
     "jpeg_compression": (80, 65, 58, 50, 40),
 }
 
-_S = 28 / 32
-PX28: dict[str, tuple[Params, ...]] = {
-    **CIFAR,
-    "defocus_blur": _scaled(CIFAR, "defocus_blur", {1: "len"}, _S),
-    "glass_blur": _scaled(CIFAR, "glass_blur", {0: "len"}, _S),
-    "motion_blur": _scaled(CIFAR, "motion_blur", {0: "taps", 1: "len"}, _S),
-    "snow": _scaled(CIFAR, "snow", {4: "taps", 5: "len"}, _S),
-}
+MIN_SIDE = 2  # the smallest image every op runs on (one pixel has no neighbours to blur, pixelate or warp)
 
+
+@lru_cache(maxsize=32)
+def for_side(side: int) -> dict[str, tuple[Params, ...]]:
+    """``cifar`` scaled to images of ``side`` pixels (the module docstring says how): the ``<side>px`` table."""
+    f = side / 32
+    return {
+        **CIFAR,
+        "defocus_blur": _scaled(CIFAR, "defocus_blur", {0: "grid", 1: "len"}, f),
+        "glass_blur": _scaled(CIFAR, "glass_blur", {0: "len", 1: "grid-taps"}, f),
+        "motion_blur": _scaled(CIFAR, "motion_blur", {0: "taps", 1: "len"}, f),
+        "snow": _scaled(CIFAR, "snow", {2: "grid", 4: "taps", 5: "len"}, f),
+    }
+
+
+PX28 = for_side(28)
 TABLES: dict[str, dict[str, tuple[Params, ...]]] = {"imagenet": IMAGENET, "cifar": CIFAR, "28px": PX28}
+
+
+def lookup(name: str) -> dict[str, tuple[Params, ...]] | None:
+    """The table called ``name``: one of ``TABLES`` or ``<side>px`` for a side of ``MIN_SIDE`` or more; None if
+    there is no such table."""
+    if name in TABLES:
+        return TABLES[name]
+    match = re.fullmatch(r"([1-9][0-9]*)px", name)
+    return for_side(int(match[1])) if match and int(match[1]) >= MIN_SIDE else None

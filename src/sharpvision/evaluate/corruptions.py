@@ -5,9 +5,10 @@
 pipeline yields; ``mce`` / ``relative_mce`` compare two such evaluations as Hendrycks & Dietterich (and the
 ConvNeXt paper's Table 8) do; ``write_corrupted`` saves a corrupted copy of a test set in the CIFAR-10-C layout.
 
-The severity table follows the image size: ``imagenet`` for 128 px and more, ``cifar`` for 32 px, ``28px`` for
-Fashion-MNIST / MNIST (derived from ``cifar``; how, in ``corruption_tables``). How each op follows its reference,
-grey images, and why frost uses a procedural texture: ``corruption_ops``.
+The severity table follows the image size: ``imagenet`` for 128 px and more, ``cifar`` for 32 px, and for every
+other size from 2 px ``<side>px``, ``cifar`` scaled to the side (``28px`` for Fashion-MNIST / MNIST; how, in
+``corruption_tables``). How each op follows its reference, grey images, and why frost uses a procedural texture:
+``corruption_ops``.
 
 Randomness comes from a ``torch.Generator``; the evaluation seeds one per corruption x severity from ``seed``, so
 a result depends on the seed, the device and the batch sequence, not on which other corruptions were asked for.
@@ -28,7 +29,7 @@ from torch import Tensor, nn
 
 from sharpvision.errors import SharpvisionError
 from sharpvision.evaluate.corruption_ops import OPS
-from sharpvision.evaluate.corruption_tables import TABLES
+from sharpvision.evaluate.corruption_tables import MIN_SIDE, TABLES, lookup
 from sharpvision.evaluate.progress import bar as progress_bar
 
 CORRUPTION_GROUPS: dict[str, tuple[str, ...]] = {
@@ -48,16 +49,27 @@ ErrorTable = Mapping[str, Mapping[int | str, float]]  # corruption -> severity -
 
 
 def table_for(img_size: int) -> str:
-    """The severity table for square images of side ``img_size``; a size without one is a CorruptionError
-    (a ValueError)."""
+    """The severity table for images whose shorter side is ``img_size``: ``imagenet`` from 128 px, ``cifar`` at
+    32 px, else ``<img_size>px`` (``cifar`` scaled to the side); a side under 2 px is a CorruptionError (a
+    ValueError)."""
     if img_size >= 128:
         return "imagenet"
     if img_size == 32:
         return "cifar"
-    if img_size == 28:
-        return "28px"
-    raise CorruptionError(f"no corruption severity table for {img_size} px images: tables exist for 28 px ('28px'), "
-                     f"32 px ('cifar') and 128 px or more ('imagenet'); pass table= to use one anyway")
+    if img_size < MIN_SIDE:
+        raise CorruptionError(f"no corruption severity table for {img_size} px images: the suite runs on images of "
+                              f"{MIN_SIDE} px or more")
+    return f"{img_size}px"
+
+
+def severity_table(name: str) -> dict[str, tuple]:
+    """The table called ``name`` (``imagenet``, ``cifar`` or ``<side>px``): corruption -> five severities'
+    parameters."""
+    found = lookup(name)
+    if found is None:
+        raise CorruptionError(f"unknown corruption table {name!r}: choose from {', '.join(TABLES)} or <side>px "
+                              f"(side >= {MIN_SIDE}, e.g. 64px)")
+    return found
 
 
 def resolve_names(spec: str | Sequence[str] | None = None) -> tuple[str, ...]:
@@ -100,8 +112,7 @@ def check_severities(severities: Iterable[int]) -> tuple[int, ...]:
 def _check_table(table: str | None, h: int, w: int) -> str:
     if table is None:
         return table_for(min(h, w))
-    if table not in TABLES:
-        raise CorruptionError(f"unknown corruption table {table!r}: choose from {', '.join(TABLES)}")
+    severity_table(table)
     return table
 
 
@@ -122,7 +133,7 @@ def corrupt(images: Tensor, name: str, severity: int, generator: torch.Generator
         _unknown(name)
     (severity,) = check_severities([severity])
     _check_images(images)
-    params = TABLES[_check_table(table, *images.shape[-2:])][name][severity - 1]
+    params = severity_table(_check_table(table, *images.shape[-2:]))[name][severity - 1]
     return OPS[name](images.float(), params, generator).to(images.dtype)
 
 
