@@ -15,7 +15,7 @@ body { font: 15px/1.5 system-ui, -apple-system, "Segoe UI", sans-serif; color: #
 h1, h2, h3 { line-height: 1.2; } h2 { border-bottom: 1px solid #d6dae2; padding-bottom: .2em; margin-top: 2em; }
 .frame { max-width: 100%; overflow-x: auto; margin: 1em 0; }
 table { border-collapse: collapse; font-size: 13px; }
-table.fit { width: 100%; } table.fit td { overflow-wrap: anywhere; }
+table.fit { width: 100%; } table.fit td { overflow-wrap: break-word; }
 table.wide td, table.wide th { white-space: nowrap; }
 th, td { border: 1px solid #d6dae2; padding: .3em .6em; text-align: left; vertical-align: top; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
