@@ -38,12 +38,28 @@ def run_suite(suite: Suite, out: Path, cells: list[Cell], retries: int = 1,
         status = run_cell(suite, cell, out / "cells" / cell.folder, retries)
         done += status == "trained"
         per_cell = (time.perf_counter() - t0) / max(done, 1)
-        left = sum(cell_status(out / "cells" / c.folder) != "done" for c in cells[i:])  # finished ones cost nothing
+        # finished cells, and those another process is training, cost this one nothing
+        left = sum(cell_status(out / "cells" / c.folder) not in ("done", "running") for c in cells[i:])
         eta = f", about {per_cell * left / 60:.0f} min left" if done else ""
         say(f"[{i}/{len(cells)}] {cell.key}: {status}{eta}")
     results = aggregate(suite, out)
     write_results(out, results)
     return results
+
+
+def closing_line(suite: Suite, out: Path, cells: list[Cell]) -> str:
+    """What ``out`` holds now for the ``cells`` this process was asked to run, and for the whole suite, counted
+    from the directory at the end: other processes sharing it may have finished cells, or still be training some."""
+    states = [cell_status(out / "cells" / c.folder) for c in cells]
+    rest = "".join(f", {states.count(s)} {word}" for s, word in STATES.items() if s != "done" and s in states)
+    everything = suite.cells()
+    if len(cells) == len(everything):
+        counted = f"{states.count('done')} of the suite's {len(cells)} cells done{rest}"
+    else:
+        whole = sum(cell_status(out / "cells" / c.folder) == "done" for c in everything)
+        counted = (f"{states.count('done')} of the {len(cells)} selected cells done{rest} ({whole} of the suite's "
+                   f"{len(everything)} done)")
+    return f"{counted}; results in {out / 'results.json'}"
 
 
 def claim(suite: Suite, out: Path) -> None:
@@ -62,10 +78,17 @@ def claim(suite: Suite, out: Path) -> None:
     tmp.replace(saved_file)
 
 
+STATES = {"done": "done", "running": "running in another process", "failed": "failed (see its error.json)",
+          "started": "started and stopped", "todo": "not started"}
+
+
 def cell_status(folder: Path) -> str:
-    """done, failed (error.json, no result), started (a run directory) or todo."""
+    """done, running (another live process holds its lock), failed (error.json, no result), started (a run
+    directory) or todo."""
     if (folder / "result.json").exists():
         return "done"
+    if CellLock(folder / ".lock").held():
+        return "running"
     if (folder / "error.json").exists():
         return "failed"
     return "started" if (folder / "run").exists() else "todo"
