@@ -232,11 +232,13 @@ def test_dry_run_times_each_setup_once_and_lists_every_cell(tmp_path: Path, caps
     finished = tmp_path / "o" / "cells" / suite.cells()[0].folder  # a finished cell is listed, not timed
     finished.mkdir(parents=True)
     (finished / "result.json").write_text("{}")
-    assert main(["reproduce", str(tmp_path / "suite.yaml"), "--dry-run", "--out", str(tmp_path / "o")]) == 0
+    assert main(["reproduce", str(tmp_path / "suite.yaml"), "--dry-run", "--estimate", "--out",
+                 str(tmp_path / "o")]) == 0
     out = capsys.readouterr().out.splitlines()
     assert [line.split() for line in out[:1]] == [[suite.cells()[0].key, "done", "-"]]
     assert [line.split()[:2] for line in out[1:4]] == [[c.key, "todo"] for c in suite.cells()[1:]]
-    assert out[-1].startswith("4 cells, 1 done, about ") and "timed passes of 2 setups" in out[-1]
+    assert out[-1].startswith("4 cells: 1 done, 3 todo; about ") and "4 timed training steps of each of 2 setups" \
+        in out[-1]
 
 
 def test_cell_metrics_take_lambda_max_from_the_analysis_else_from_training() -> None:
@@ -279,3 +281,66 @@ def test_eval_metrics_read_what_sharpvision_eval_wrote_into_a_cell(tmp_path: Pat
         {"attack": "pgd", "norm": "linf", "accuracy": {"0.0": 0.8, "0.02": 0.4, "0.05": 0.1}}))
     assert eval_metrics(tmp_path) == {"corruption_clean_accuracy": 0.8, "mean_corruption_accuracy": 0.55,
                                       "pgd_linf_accuracy@0.02": 0.4, "pgd_linf_accuracy@0.05": 0.1}
+
+
+def test_a_shards_closing_line_counts_its_selection_from_the_directory_at_the_end(tmp_path: Path, capsys,
+                                                                                  monkeypatch) -> None:
+    """Two processes share a suite directory. The one that ends first counts what the directory holds when it ends,
+    for the cells it was asked to run: a cell the other process finished meanwhile is done, one it is still
+    training is said to be running there; the suite's total stands beside it."""
+    from sharpvision.experiments import runner
+    path = write_suite(tmp_path, axes={"seed": [0, 1, 2, 3]})
+    out = tmp_path / "out"
+    (out / "cells" / "seed=2").mkdir(parents=True)
+    other = CellLock(out / "cells" / "seed=2" / ".lock")  # the other process trains seed=2, in shard 1/2 too
+    assert other.acquire()
+
+    def run_cell(suite, cell, folder, retries):  # noqa: ANN001, ANN202
+        folder.mkdir(parents=True, exist_ok=True)
+        lock = CellLock(folder / ".lock")
+        if not lock.acquire():
+            return "busy"
+        (folder / "result.json").write_text("{}")
+        (out / "cells" / "seed=1" / "result.json").parent.mkdir(parents=True)
+        (out / "cells" / "seed=1" / "result.json").write_text("{}")  # the other shard's cell, done meanwhile
+        lock.release()
+        return "trained"
+    monkeypatch.setattr(runner, "run_cell", run_cell)
+    monkeypatch.setattr(runner, "aggregate", lambda suite, out: {"cells_done": 2, "cells_total": 4})
+    monkeypatch.setattr(runner, "write_results", lambda out, results: None)
+    try:
+        assert main(["reproduce", str(path), "--shard", "1/2", "--out", str(out)]) == 0
+    finally:
+        other.release()
+    assert capsys.readouterr().out.splitlines()[-1] == (
+        f"1 of the 2 selected cells done, 1 running in another process (2 of the suite's 4 done); results in "
+        f"{out / 'results.json'}")
+
+
+def test_a_dry_run_lists_cells_and_states_at_once_and_times_only_when_asked(tmp_path: Path, capsys,
+                                                                            monkeypatch) -> None:
+    """A dry run reads the directory and trains nothing; the timed cost estimate is --estimate's, which says how
+    it was made. --estimate without --dry-run is one line."""
+    from sharpvision.experiments import estimate
+
+    def no_training(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        raise AssertionError("a dry run trained")
+    monkeypatch.setattr(estimate, "train", no_training)
+    suite = load_suite(write_suite(tmp_path))
+    done = tmp_path / "o" / "cells" / suite.cells()[1].folder
+    done.mkdir(parents=True)
+    (done / "result.json").write_text("{}")
+    running = tmp_path / "o" / "cells" / suite.cells()[2].folder
+    running.mkdir(parents=True)
+    lock = CellLock(running / ".lock")
+    assert lock.acquire()
+    try:
+        assert main(["reproduce", str(tmp_path / "suite.yaml"), "--dry-run", "--out", str(tmp_path / "o")]) == 0
+    finally:
+        lock.release()
+    out = capsys.readouterr().out.splitlines()
+    assert [line.split() for line in out[:4]] == [[c.key, state] for c, state in
+                                                  zip(suite.cells(), ("todo", "done", "running", "todo"))]
+    assert out[4] == "4 cells: 1 done, 1 running, 2 todo (--estimate: time a few steps of each setup for a cost)"
+    assert main(["reproduce", str(tmp_path / "suite.yaml"), "--estimate"]) == 2
+    assert capsys.readouterr().err.splitlines() == ["sharpvision reproduce: error: --estimate needs --dry-run"]

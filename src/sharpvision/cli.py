@@ -175,14 +175,17 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     suite = experiments.load_suite(args.suite)
     out = Path(args.out) if args.out else Path("runs") / "suites" / suite.name
     cells = experiments.select(suite.cells(), args.only, args.shard)
+    if args.estimate and not args.dry_run:
+        raise SharpvisionError("--estimate needs --dry-run")
     if args.dry_run:
-        return _dry_run(suite, out, cells)
+        return _dry_run(suite, out, cells, args.estimate)
     if args.submit:
         from sharpvision.experiments.submit import submit_cells
-        results = submit_cells(suite, out, cells, args.submit, args.timeout_min, args.partition, args.gpus_per_node)
+        submit_cells(suite, out, cells, args.submit, args.timeout_min, args.partition, args.gpus_per_node)
     else:
-        results = experiments.run_suite(suite, out, cells)
-    print(f"{results['cells_done']}/{results['cells_total']} cells done; results in {out / 'results.json'}")
+        experiments.run_suite(suite, out, cells)
+    from sharpvision.experiments.runner import closing_line
+    print(closing_line(suite, out, cells))  # from the directory now: other processes may share it
     return 0
 
 
@@ -199,17 +202,27 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
-def _dry_run(suite: Suite, out: Path, cells: list[Cell]) -> int:
-    """Each cell's status and estimated training time; finished cells are not timed, so a resumed suite is cheap."""
+def _dry_run(suite: Suite, out: Path, cells: list[Cell], estimate: bool) -> int:
+    """Each cell's state, read from the directory at once; with ``estimate`` also a training time from timed steps
+    of each distinct setup (finished cells are not timed, so a resumed suite is cheap)."""
     from sharpvision import experiments
-    from sharpvision.experiments.estimate import training_seconds
     status = {cell.key: experiments.cell_status(out / "cells" / cell.folder) for cell in cells}
-    seconds = training_seconds(suite, [c for c in cells if status[c.key] != "done"])
+    seconds, todo = {}, [c for c in cells if status[c.key] not in ("done", "running")]
+    if estimate:
+        from sharpvision.experiments.estimate import training_seconds
+        seconds = training_seconds(suite, todo)
     for cell in cells:
-        cost = f"~{seconds[cell.key] / 60:.1f} min" if cell.key in seconds else "-"
-        print(f"{cell.key:<60} {status[cell.key]:<8} {cost}")
-    print(f"{len(cells)} cells, {len(cells) - len(seconds)} done, about {sum(seconds.values()) / 3600:.2f} h of "
-          f"training left (timed passes of {len(set(seconds.values()))} setups; evaluation and analysis not included)")
+        cost = (f" ~{seconds[cell.key] / 60:.1f} min" if cell.key in seconds else " -") if estimate else ""
+        print(f"{cell.key:<60} {status[cell.key]:<8}{cost}".rstrip())
+    states = list(status.values())
+    counts = ", ".join(f"{states.count(s)} {s}" for s in ("done", "running", "failed", "started", "todo")
+                       if s in states)
+    if estimate:
+        from sharpvision.experiments.estimate import method
+        print(f"{len(cells)} cells: {counts}; about {sum(seconds.values()) / 3600:.2f} h of training left, "
+              f"{method(todo)}")
+    else:
+        print(f"{len(cells)} cells: {counts} (--estimate: time a few steps of each setup for a cost)")
     return 0
 
 
@@ -368,7 +381,9 @@ def parser() -> argparse.ArgumentParser:
                    help="run only the cells with this label, or with one of several (setting=vanilla,sam); "
                         "repeatable, each filter narrowing the last")
     r.add_argument("--shard", metavar="I/N", help="run every N-th cell from the I-th (N machines, one directory)")
-    r.add_argument("--dry-run", action="store_true", help="list the cells, their state and estimated cost")
+    r.add_argument("--dry-run", action="store_true", help="list the cells and their state (reads the directory)")
+    r.add_argument("--estimate", action="store_true", help="--dry-run: also estimate the training time left from a "
+                                                           "few timed steps of each distinct setup (seconds each)")
     r.add_argument("--submit", choices=["slurm", "local"], help="one submitit job per cell (local: subprocesses)")
     r.add_argument("--timeout-min", type=_positive, default=240, help="--submit: each job's time limit")
     r.add_argument("--partition", help="--submit slurm: the partition")

@@ -1,4 +1,7 @@
-"""What a suite will cost before it runs: a short timed pass of each distinct cell (seeds share one)."""
+"""What a suite will cost before it runs: a short timed pass of each distinct cell (seeds share one).
+
+Opt-in (``sharpvision reproduce SUITE --dry-run --estimate``): the passes build each setup's data and model and
+train a few steps, seconds each, which on a small suite is about what the suite itself costs."""
 
 from __future__ import annotations
 
@@ -12,6 +15,18 @@ from sharpvision.train import train
 TIMED_STEPS = 4
 
 
+def setup_of(cell: Cell) -> tuple[str, ...]:
+    """What a timed pass stands for: the cell's overrides but its seed (seeds train at the same speed)."""
+    return tuple(o for o in cell.overrides if not o.startswith("seed="))
+
+
+def method(cells: list[Cell]) -> str:
+    """How ``training_seconds`` made its estimate for ``cells``, in words, for the line that quotes it."""
+    return (f"estimated from {TIMED_STEPS} timed training steps of each of {len({setup_of(c) for c in cells})} "
+            "setups (seeds share one) on this machine, start-up included (short runs read long); evaluation and "
+            "analysis not included")
+
+
 def training_seconds(suite: Suite, cells: list[Cell]) -> dict[str, float]:
     """cell key -> estimated training time in seconds (steps x batch / the images/s of a few timed steps).
 
@@ -22,7 +37,7 @@ def training_seconds(suite: Suite, cells: list[Cell]) -> dict[str, float]:
     out = {}
     for cell in cells:
         cfg = suite.recipe_of(cell)
-        group = tuple(o for o in cell.overrides if not o.startswith("seed="))
+        group = setup_of(cell)
         if group not in speed:
             with tempfile.TemporaryDirectory() as tmp:
                 short = suite.recipe_of(Cell(cell.labels, (*cell.overrides, "schedule.epochs=1",

@@ -48,14 +48,21 @@ class CellLock:
         while not self._stop.wait(self.stale_after / 4):
             os.utime(self.path)
 
-    def _clear_if_stale(self) -> bool:
+    def held(self) -> bool:
+        """Whether a live owner holds the lock now (read only: a stale lock is left for ``acquire`` to take over)."""
+        return self.path.exists() and not self._stale()
+
+    def _stale(self) -> bool:
         try:
             owner = json.loads(self.path.read_text())
             age = time.time() - self.path.stat().st_mtime
         except (OSError, ValueError):  # vanished, or half written by an owner that is creating it right now
             return not self.path.exists()
         dead_here = owner.get("host") == socket.gethostname() and not _alive(int(owner.get("pid", -1)))
-        if not (dead_here or age > self.stale_after):
+        return dead_here or age > self.stale_after
+
+    def _clear_if_stale(self) -> bool:
+        if not self._stale():
             return False
         moved = self.path.with_name(f"{self.path.name}.stale-{uuid.uuid4().hex}")
         try:  # rename first, so of two processes clearing the same stale lock only one removes it
