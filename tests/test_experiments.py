@@ -241,13 +241,16 @@ def test_dry_run_times_each_setup_once_and_lists_every_cell(tmp_path: Path, caps
         in out[-1]
 
 
-def test_cell_metrics_take_lambda_max_from_the_analysis_else_from_training() -> None:
+def test_cell_metrics_take_lambda_max_from_training_in_every_cell() -> None:
+    """One instrument in every cell of a suite: the loop's estimate; an analysis piece's is kept beside it."""
     from sharpvision.experiments.aggregate import cell_metrics
-    curve = [{"epoch": 0, "val_accuracy": 0.5, "lambda_max": 90.0},
+    curve = [{"epoch": 0, "val_accuracy": 0.5, "lambda_max": 90.0, "lambda_max_matched": 70.0, "matched_epoch": 0},
              {"epoch": 1, "val_accuracy": 0.7, "lambda_max": 40.0}]
     result = {"summary": {"test_accuracy": 0.8, "model": "vit_micro"}, "curve": curve}
-    assert cell_metrics(result) == {"test_accuracy": 0.8, "lambda_max": 40.0, "best_val_accuracy": 0.7}
-    assert cell_metrics(result | {"analysis": {"lambda_max": 12.5}})["lambda_max"] == 12.5
+    assert cell_metrics(result) == {"test_accuracy": 0.8, "lambda_max": 40.0, "lambda_max_matched": 70.0,
+                                    "matched_epoch": 0.0, "best_val_accuracy": 0.7}
+    both = cell_metrics(result | {"analysis": {"lambda_max": 12.5}})
+    assert both["lambda_max"] == 40.0 and both["hessian_lambda_max"] == 12.5
 
 
 @pytest.mark.parametrize("name", ["paper-cpu", "paper-gpu"])

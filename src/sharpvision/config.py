@@ -183,6 +183,8 @@ class TrainConfig:
     peak_tflops: float | None = None  # the device's peak for MFU when it is not in sharpvision's table
     lambda_max_every: int | None = None  # epochs between Hessian lambda_max estimates during training; null: off
     lambda_max_sample: int = 512  # fixed training examples (no augmentation) for that estimate
+    matched_loss: float | None = None  # also estimate lambda_max once, at the first epoch whose mean training loss
+    #   falls below this level, and keep that epoch's weights (run/matched/): sharpness compared at equal loss
     checkpoint_every: int | None = None  # also checkpoint every this many steps inside an epoch; null: epoch ends only
     keep_checkpoints: int = 2  # newest checkpoints kept in the run directory (older ones are deleted)
     dist_timeout_s: float = 1800.0  # under torchrun: longest wait to join the group or in a collective; a worker
@@ -199,6 +201,8 @@ class TrainConfig:
         _range("train.eval_every", self.eval_every, 1, None)
         _range("train.log_every", self.log_every, 1, None)
         _range("train.lambda_max_sample", self.lambda_max_sample, 1, None)
+        if self.matched_loss is not None:
+            _range("train.matched_loss", self.matched_loss, 0.0, None, lo_open=True)
         if self.peak_tflops is not None:
             _range("train.peak_tflops", self.peak_tflops, 0.0, None, lo_open=True)
         _range("train.keep_checkpoints", self.keep_checkpoints, 1, None)
@@ -303,6 +307,8 @@ class Config:
         refused = [("data.augment: 'strong' with Mixup/CutMix", mixes, "mixing needs class labels"),
                    ("adv.method", self.adv.method != "none", "the attack needs class labels"),
                    ("train.lambda_max_every", self.train.lambda_max_every is not None,
+                    "lambda_max is of the classification loss"),
+                   ("train.matched_loss", self.train.matched_loss is not None,
                     "lambda_max is of the classification loss"),
                    ("optim.m", self.optim.m is not None, "a view's negatives are the whole batch's views"),
                    ("finetune.mode: 'linear'", self.finetune.mode == "linear", "there is no classifier to probe")]

@@ -15,6 +15,7 @@ pair is recomputed (k (k + 1) / 2 Jacobian evaluations instead of k, memory for 
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable
 from typing import Any
@@ -76,6 +77,7 @@ def ntk_condition_number(model: nn.Module, inputs: torch.Tensor | Batches, reduc
     kappa is inf when Theta is singular to working precision, lambda_min <= rows * eps(dtype) * lambda_max (numpy's
     matrix_rank tolerance; e.g. more rows than parameters): a finite ratio of rounding noise would mean nothing.
     """
+    model, head = drawn_head(model)
     theta = ntk_matrix(model, inputs, reduction, chunk, dtype, mode, max_cache_gb)
     eig = torch.linalg.eigvalsh(theta.detach().to("cpu", torch.float64)).flip(0).tolist()
     n = len(_stack(inputs))
@@ -83,7 +85,34 @@ def ntk_condition_number(model: nn.Module, inputs: torch.Tensor | Batches, reduc
                         rows=len(eig), params=sum(p.numel() for p in select_params(model)[1]))
     singular = eig[-1] <= len(eig) * torch.finfo(dtype).eps * eig[0]
     return {"kappa": math.inf if singular else eig[0] / eig[-1], "lambda_max": eig[0], "lambda_min": eig[-1],
-            "eigenvalues": eig, "n": n, "reduction": reduction, "dtype": recorded["dtype"], "settings": recorded}
+            "eigenvalues": eig, "n": n, "reduction": reduction, "dtype": recorded["dtype"], "head": head,
+            "settings": recorded}
+
+
+HEAD_STD = 0.02  # timm's ViT head: trunc_normal_(std=0.02), bias 0
+
+
+def drawn_head(model: nn.Module, seed: int = 0) -> tuple[nn.Module, str]:
+    """The model with a classifier that does not start at zero, and what was done.
+
+    timm zero-initialises the MLP-Mixer's head: at that point every gradient but the head's is zero, J has rank at
+    most the feature width, and kappa is inf for any n above it: a property of the zero, not a measurement of the
+    network. Such a head is redrawn on a copy as the ViT's is (truncated normal, std 0.02, bias 0; seeded), so the
+    families are compared with heads drawn alike; any other model is used as it is."""
+    get = getattr(model, "get_classifier", None)
+    head = get() if callable(get) else None
+    if not isinstance(head, nn.Linear) or bool(head.weight.detach().any()):
+        return model, "as initialised"
+    work = copy.deepcopy(model)
+    with torch.no_grad():
+        w = work.get_classifier().weight
+        drawn = torch.empty(w.shape, dtype=torch.float64)
+        nn.init.trunc_normal_(drawn, std=HEAD_STD, a=-2 * HEAD_STD, b=2 * HEAD_STD,
+                              generator=torch.Generator().manual_seed(seed))
+        w.copy_(drawn.to(w.dtype))
+        if work.get_classifier().bias is not None:
+            work.get_classifier().bias.zero_()
+    return work, f"redrawn (timm starts it at zero): truncated normal std {HEAD_STD}, bias 0, like the ViT's"
 
 
 def _stack(inputs: torch.Tensor | Batches) -> torch.Tensor:

@@ -6,32 +6,42 @@ import json
 import math
 import os
 import re
-import statistics
 from pathlib import Path
 from typing import Any
 
+from sharpvision import stats
 from sharpvision.experiments.suite import Suite
 
 METRICS = ("test_accuracy", "test_loss", "train_accuracy", "train_loss", "val_accuracy", "val_loss",
            "images_per_s", "wall_time_s")
 
 
-def cell_metrics(result: dict[str, Any]) -> dict[str, float]:
+def cell_metrics(result: dict[str, Any]) -> dict[str, float | None]:
     """The numbers of one cell: its summary's headline figures, its analysis, and its best validation accuracy.
 
-    lambda_max is the analysis piece's when the cell has one, else the last one the training loop measured
-    (``train.lambda_max_every``: a looser tolerance on the recipe's fixed sample).
+    ``lambda_max`` is always the training loop's estimate at the last epoch (``train.lambda_max_every``, on a fixed
+    training sample per seed), so every cell of a suite is measured by one instrument; the analysis piece's
+    (tighter tolerance, larger sample) is ``hessian_lambda_max``. ``lambda_max_matched`` is the loop's estimate at
+    the first epoch whose training loss fell below ``train.matched_loss`` (``matched_epoch``). A value that is not
+    finite (kappa of a singular NTK) is None: results files are strict JSON.
     """
     summary = result["summary"]
-    out = {k: float(summary[k]) for k in METRICS if isinstance(summary.get(k), (int, float))}
-    out |= {k: float(v) for k, v in result.get("analysis", {}).items()}
-    measured = [r["lambda_max"] for r in result.get("curve", []) if "lambda_max" in r]
-    if measured:
-        out.setdefault("lambda_max", float(measured[-1]))
-    val = [r["val_accuracy"] for r in result.get("curve", []) if "val_accuracy" in r]
+    out: dict[str, float | None] = {k: float(summary[k]) for k in (*METRICS, "num_classes")
+                                    if isinstance(summary.get(k), (int, float))}
+    out |= {("hessian_lambda_max" if k == "lambda_max" else k): float(v)
+            for k, v in result.get("analysis", {}).items()}
+    curve = result.get("curve", [])
+    for name in ("lambda_max", "lambda_max_matched", "matched_epoch"):
+        measured = [r[name] for r in curve if name in r]
+        if measured:
+            out[name] = float(measured[-1])
+    val = [r["val_accuracy"] for r in curve if "val_accuracy" in r]
     if val:
         out["best_val_accuracy"] = max(val)
-    return out
+        best = max(range(len(curve)), key=lambda i: curve[i].get("val_accuracy", -1.0))
+        if "test_accuracy" in curve[best]:
+            out["test_accuracy_at_best_val"] = float(curve[best]["test_accuracy"])
+    return {k: stats.finite(v) for k, v in out.items()}
 
 
 ATTACK_METRIC = re.compile(r"^(fgsm|pgd)_(linf|l2)_accuracy@(.+)$")  # pgd_linf_accuracy@0.05: one per attack/eps
@@ -85,9 +95,11 @@ def aggregate(suite: Suite, out: Path, loaded: dict[str, dict[str, Any]] | None 
         runs = group.pop("runs")
         names = sorted({m for r in runs for m in r})
         group["n"] = len(runs)
-        group["metrics"] = {m: _mean_std([r[m] for r in runs if m in r]) for m in names}
-    return {"suite": suite.name, "axes": {a: list(v) for a, v in suite.axes.items()},
-            "cells_total": len(suite.cells()), "cells_done": len(cells), "cells": cells, "groups": groups}
+        group["metrics"] = {m: stats.mean_std([math.inf if r[m] is None else r[m] for r in runs if m in r])
+                            for m in names}
+    return {"suite": suite.name, "claims": suite.claims, "smoke": suite.smoke,
+            "axes": {a: list(v) for a, v in suite.axes.items()}, "cells_total": len(suite.cells()),
+            "cells_done": len(cells), "cells": cells, "groups": groups}
 
 
 def write_results(out: Path, results: dict[str, Any]) -> Path:
@@ -96,10 +108,3 @@ def write_results(out: Path, results: dict[str, Any]) -> Path:
     tmp.write_text(json.dumps(results, indent=2) + "\n")
     os.replace(tmp, out / "results.json")
     return out / "results.json"
-
-
-def _mean_std(values: list[float]) -> dict[str, float]:
-    """Mean and sample std; the std is nan when a value is not finite (kappa = inf for a singular NTK), where the
-    standard library's stdev raises instead."""
-    std = 0.0 if len(values) < 2 else statistics.stdev(values) if all(map(math.isfinite, values)) else math.nan
-    return {"mean": statistics.fmean(values), "std": std, "n": len(values)}

@@ -138,6 +138,6 @@ def _train_and_analyse(suite: Suite, cell: Cell, folder: Path) -> None:
 def _curve(metrics: Path) -> list[dict[str, float]]:
     """Per-epoch train / val / test figures: the learning curves of the report."""
     keep = ("epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "test_loss", "test_accuracy",
-            "lambda_max", "wall_time_s")
+            "lambda_max", "lambda_max_matched", "matched_epoch", "wall_time_s")
     records = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
     return [{k: r[k] for k in keep if k in r} for r in records if "train_loss" in r]

@@ -27,6 +27,16 @@ every table at one seed before any at two)::
       table2: {model: [vit, resnet], data.fraction: ['1.0'], analysis: [hessian]}
       table4: {setting: [vanilla, sam]}
 
+Settings that depend on two axes at once (SAM's rho chosen per family *and* per data size) are ``where`` rules:
+each sets fields on the cells whose labels match all of its ``when``::
+
+    where:
+      - {when: {model: vit, train_images: '6000'}, set: {optim.rho: 0.05, train.matched_loss: 0.1}}
+
+``claims`` names the claim set the report tests on the suite (``paper``, the default, or ``ladder``), and a
+claim set checks when the suite loads that the suite has the cells its tests need. ``smoke: true`` declares a
+suite whose numbers mean nothing (a test of the machinery): its report says so and decides no claim.
+
 Every cell is checked as a recipe when the suite is loaded, so a bad value fails before anything trains.
 """
 
@@ -87,6 +97,9 @@ class Suite:
     source: dict[str, Any] = field(default_factory=dict)  # the YAML as written, to refuse a changed suite
     grids: dict[str, Grid] = field(default_factory=dict)  # none: the whole product of the axes is one grid
     analysis_settings: dict[str, Any] = field(default_factory=dict)  # analysis.run.Settings fields
+    where: tuple[tuple[dict[str, str], tuple[str, ...]], ...] = ()  # (labels to match, overrides they set)
+    claims: str = "paper"  # the claim set its report tests (sharpvision.experiments.claimsets)
+    smoke: bool = False  # a test of the machinery: its numbers mean nothing
 
     def cells(self) -> list[Cell]:
         """Every grid's cells once, in a fixed order: the first axis varies slowest, then grid by grid."""
@@ -114,6 +127,8 @@ class Suite:
         for combo in itertools.product(*kept):
             labels = tuple((axis, label) for axis, (label, _) in zip(names, combo))
             overrides = self.overrides + tuple(o for _, (_, sets) in zip(names, combo) for o in sets)
+            overrides += tuple(o for when, sets in self.where if all((a, v) in labels for a, v in when.items())
+                               for o in sets)
             out.append(Cell(labels, overrides))
         return out
 
@@ -131,20 +146,24 @@ def load_suite(path: str | Path) -> Suite:
         raise SuiteError(f"suite {path}: cannot be read ({e})") from None
     if not isinstance(data, dict):
         raise SuiteError(f"suite {path}: expected a mapping with name, recipe and axes")
-    unknown = sorted(set(data) - {"name", "recipe", "overrides", "axes", "analysis", "grids",
-                                 "analysis_settings"})
+    keys = ("name", "recipe", "overrides", "axes", "analysis", "analysis_settings", "grids", "where", "claims",
+            "smoke")
+    unknown = sorted(set(data) - set(keys))
     if unknown:
-        raise SuiteError(f"suite {path}: unknown key(s) {', '.join(unknown)}; expected name, recipe, overrides, "
-                         "axes, analysis, analysis_settings, grids")
+        raise SuiteError(f"suite {path}: unknown key(s) {', '.join(unknown)}; expected {', '.join(keys)}")
     for key in ("name", "recipe"):
         if not isinstance(data.get(key), str) or not data[key].strip():
             raise SuiteError(f"suite {path}: {key} must be a non-empty string")
     axes = {axis: _axis(path, axis, values) for axis, values in _mapping(path, "axes", data.get("axes"))}
     grids = {name: _grid(path, name, spec, axes) for name, spec in _mapping(path, "grids", data["grids"])} \
         if "grids" in data else {}
+    if not isinstance(data.get("smoke", False), bool):
+        raise SuiteError(f"suite {path}: smoke must be true or false")
     suite = Suite(data["name"], data["recipe"], tuple(_strings(path, "overrides", data.get("overrides", []))),
                   axes, tuple(_strings(path, "analysis", data.get("analysis", []))), data, grids,
-                  _analysis_settings(path, data.get("analysis_settings", {})))
+                  _analysis_settings(path, data.get("analysis_settings", {})),
+                  tuple(_where(path, i, rule, axes) for i, rule in enumerate(_list(path, "where", data))),
+                  _claim_set(path, data.get("claims", "paper")), data.get("smoke", False))
     _check(path, suite)
     return suite
 
@@ -236,6 +255,37 @@ def _grid(path: Path, name: str, spec: Any, axes: dict[str, dict[str, tuple[str,
     return Grid(keep, tuple(_strings(path, f"grids.{name}.analysis", spec.get("analysis", []))))
 
 
+def _list(path: Path, key: str, data: dict[str, Any]) -> list[Any]:
+    value = data.get(key, [])
+    if not isinstance(value, list):
+        raise SuiteError(f"suite {path}: {key} must be a list")
+    return value
+
+
+def _where(path: Path, i: int, rule: Any, axes: dict[str, dict[str, tuple[str, ...]]]
+           ) -> tuple[dict[str, str], tuple[str, ...]]:
+    """One ``where`` rule: labels of existing axes to match, and the fields it sets."""
+    name = f"where[{i}]"
+    if not isinstance(rule, dict) or set(rule) != {"when", "set"} or not isinstance(rule["when"], dict) \
+            or not isinstance(rule["set"], dict) or not rule["when"] or not rule["set"]:
+        raise SuiteError(f"suite {path}: {name} must be {{when: {{axis: label, ...}}, set: {{field: value, ...}}}}")
+    when = {}
+    for axis, label in rule["when"].items():
+        label = label if isinstance(label, str) else _text(label)
+        if axis not in axes or label not in axes[axis]:
+            known = f"{axis} has {', '.join(axes[axis])}" if axis in axes else f"axes are {', '.join(axes)}"
+            raise SuiteError(f"suite {path}: {name}.when: {axis}={label} matches no cell ({known})")
+        when[axis] = label
+    return when, tuple(f"{k}={_text(v)}" for k, v in rule["set"].items())
+
+
+def _claim_set(path: Path, name: Any) -> str:
+    from sharpvision.experiments.claimsets import CLAIM_SETS
+    if name not in CLAIM_SETS:
+        raise SuiteError(f"suite {path}: claims {name!r} unknown; choose from {', '.join(CLAIM_SETS)}")
+    return name
+
+
 def _analysis_settings(path: Path, value: Any) -> dict[str, Any]:
     from sharpvision.analysis.run import Settings
     if not isinstance(value, dict):
@@ -263,3 +313,7 @@ def _check(path: Path, suite: Suite) -> None:
             suite.recipe_of(cell)
         except svconfig.ConfigError as e:
             raise SuiteError(f"suite {path}: cell {cell.key}: {e}") from None
+    from sharpvision.experiments.claimsets import CLAIM_SETS
+    problem = CLAIM_SETS[suite.claims].check(suite)
+    if problem:
+        raise SuiteError(f"suite {path}: claims {suite.claims}: {problem}")

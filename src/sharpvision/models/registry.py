@@ -161,6 +161,12 @@ REGISTRY: dict[str, ModelSpec] = {
                              f"Mixer micro ({MICRO}), timm MlpMixer patch 4, dim 96, 4 blocks"),
     "resnet_micro": _cifar("ResNet micro", [1, 1, 1, 1], (16, 32, 64, 128), 16, 28, MICRO),
     "convnext_micro": _convnext("ConvNeXt micro", (1, 1, 2, 1), (32, 64, 128, 256), patch=2, img=28, kind=MICRO),
+    # twice the micro width (about 4x the parameters): the scale ladder's model rung
+    "vit_micro_x2": ModelSpec(VisionTransformer, dict(patch_size=4, embed_dim=192, depth=4, num_heads=6,
+                                                      mlp_ratio=2.0), 28, "vit",
+                              f"ViT micro x2 ({MICRO}), timm VisionTransformer patch 4, dim 192, depth 4, 6 heads, "
+                              "MLP x2: twice vit_micro's width"),
+    "resnet_micro_x2": _cifar("ResNet micro x2", [1, 1, 1, 1], (32, 64, 128, 256), 32, 28, MICRO),
     # Liu et al. 2022, Fig. 2: ResNet-50 -> ConvNeXt-T one change at a time (224 px), then the same steps CPU-sized
     **dict(_roadmap(step, micro=False) for step in STEPS),
     **dict(_roadmap(step, micro=True) for step in STEPS),

@@ -12,8 +12,8 @@ import json
 from pathlib import Path
 
 from sharpvision.errors import SharpvisionError
-from sharpvision.experiments import claims
 from sharpvision.experiments.aggregate import write_results
+from sharpvision.experiments.claimsets import evaluate_suite
 from sharpvision.report import runs as report_runs
 from sharpvision.report import suite as report_suite
 from sharpvision.report.doc import Block, figure_names
@@ -61,9 +61,9 @@ def _suite(root: Path, out: Path, pair: str | None) -> list[Path]:
     if pair is not None and pair not in models:
         raise ReportError(f"--pair {pair}: no cell of model {pair!r} at setting vanilla or sam has a landscape or "
                           f"attention picture; models that have: {', '.join(models) or 'none'}")
-    verdicts = claims.evaluate(data.results)
+    verdicts = evaluate_suite(data.results, data.results.get("claims", "paper"))
     blocks = report_suite.blocks(data, verdicts, pair or next(iter(models), None), _figures(out), str(root))
-    (out / "claims.json").write_text(json.dumps(verdicts, indent=2) + "\n")
+    (out / "claims.json").write_text(json.dumps(verdicts, indent=2, allow_nan=False) + "\n")
     return [*_write(out, blocks), out / "claims.json", write_results(root, data.results)]
 
 

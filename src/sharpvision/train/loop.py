@@ -18,6 +18,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from sharpvision import checkpoint as ckpt
 from sharpvision import data as svdata
 from sharpvision.analysis.hessian import hessian_eigenvalues
 from sharpvision.config import Config
@@ -65,7 +66,7 @@ def train(cfg: Config, out_dir: str | Path, resume: bool = False, stop_after_epo
             for epoch in range(s.state.epoch, cfg.schedule.epochs):
                 t0 = time.perf_counter() - s.state.resumed_elapsed  # a resumed epoch's time so far
                 record = {"epoch": epoch, **train_one_epoch(s, epoch), **({"sam_m": s.m} if cfg.optim.sam else {})}
-                record |= measure(s, epoch)
+                record |= measure(s, epoch) | matched_loss(s, epoch, record["train_loss"])
                 _refuse_to_save_divergence(record, s.model, epoch)
                 s.state.end_epoch(time.perf_counter() - t0)
                 record["wall_time_s"] = s.state.wall_time_s  # since the first step: time-to-accuracy curves
@@ -133,9 +134,30 @@ def measure(s: Session, epoch: int) -> dict[str, float]:
             out |= _prefixed("ema_test_", _evaluate(s.ema.module, s.loaders.test, s.rt, s.dist))
     every = s.cfg.train.lambda_max_every
     if every and ((epoch + 1) % every == 0 or final):
-        out["lambda_max"] = hessian_eigenvalues(s.model, nn.functional.cross_entropy, s.lambda_max_data, tol=1e-2,
-                                                seed=s.cfg.seed)["eigenvalues"][0]
+        out["lambda_max"] = _lambda_max(s)
     return out
+
+
+def matched_loss(s: Session, epoch: int, train_loss: float) -> dict[str, float]:
+    """lambda_max at matched training loss: once, at the first epoch whose mean training loss is below
+    ``train.matched_loss``, by the same estimator as ``lambda_max``; that epoch's weights are kept in
+    ``run/matched/`` for a later analysis. Runs compared there are at one loss level, not one at 1e-3 and one at
+    0.3 (near-zero cross-entropy flattens the Hessian, so at the end lambda_max measures the loss level)."""
+    level = s.cfg.train.matched_loss
+    if level is None or s.state.matched_epoch is not None or not train_loss < level:
+        return {}
+    s.state.matched_epoch = epoch
+    if s.dist.main:
+        ckpt.save(s.run.path / "matched", s.state.step, s.model.state_dict(), None, {"loop": s.state.to_dict()},
+                  {"epoch": epoch + 1, "model": s.cfg.model.name, "train_loss": train_loss, "matched_loss": level,
+                   "config": s.cfg.to_dict()}, keep=1)
+    return {"lambda_max_matched": _lambda_max(s), "matched_epoch": epoch}
+
+
+def _lambda_max(s: Session) -> float:
+    """The training loop's lambda_max: a loose tolerance on the fixed sample, in eval mode with its own RNG."""
+    return hessian_eigenvalues(s.model, nn.functional.cross_entropy, s.lambda_max_data, tol=1e-2,
+                               seed=s.cfg.seed)["eigenvalues"][0]
 
 
 def _knn(s: Session) -> dict[str, float]:
@@ -251,6 +273,7 @@ def _epoch_line(r: dict[str, Any], epochs: int) -> str:
     parts += [f"MFU {r['mfu']:.1%}"] if "mfu" in r else []
     parts += [f"{k} {v:.4f}" for k, v in r.items() if k.endswith("accuracy") and k != "train_accuracy"]
     parts += [f"lambda_max {r['lambda_max']:.4g}"] if "lambda_max" in r else []
+    parts += [f"lambda_max at matched loss {r['lambda_max_matched']:.4g}"] if "lambda_max_matched" in r else []
     return "  ".join(parts)
 
 
@@ -282,6 +305,8 @@ def _summary(s: Session, last: dict[str, Any]) -> dict[str, Any]:
         "train_loss": last["train_loss"],
         "train_accuracy": last["train_accuracy"],
         **({"lambda_max": last["lambda_max"]} if "lambda_max" in last else {}),  # train.lambda_max_every, last epoch
+        **({"matched_epoch": state.matched_epoch} if cfg.train.matched_loss is not None else {}),
+        "num_classes": s.loaders.bundle.num_classes,
         "images_per_s": state.train_images / max(state.train_time_s, 1e-9),
         "flops_per_image": rt.flops_per_image,  # one training forward + backward
         "tflops_per_s": flops_per_s / 1e12,
@@ -317,4 +342,4 @@ def read_summary(run_dir: str | Path) -> dict[str, Any]:
     return json.loads((Path(run_dir) / "summary.json").read_text())
 
 
-__all__ = ["TrainingDiverged", "measure", "read_summary", "train", "train_one_epoch"]
+__all__ = ["TrainingDiverged", "matched_loss", "measure", "read_summary", "train", "train_one_epoch"]

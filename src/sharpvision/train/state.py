@@ -39,6 +39,7 @@ class LoopState:
     wall_time_s: float = 0.0  # since the first step, evaluation included
     train_images: int = 0
     train_flops: float = 0.0
+    matched_epoch: int | None = None  # the epoch whose training loss first fell below train.matched_loss
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -1,0 +1,186 @@
+"""The scale ladder's claims: which way each of the paper's effects moves as the training set and the model grow.
+
+Fixed before the ladder's runs (docs/ladder.md quotes them). The ladder suite's axes: ``model`` (``vit``,
+``resnet``, ``mixer`` at the micro width; ``vit2``, ``resnet2`` at twice it), ``setting`` (``vanilla`` = AdamW,
+``sam``), ``train_images`` (the training-set size of each rung, a number) and ``seed`` (which also draws the data).
+
+* **Gain vs data**: per seed, the paired difference (ViT's SAM gain - ResNet's SAM gain) in points at every data
+  rung, its least-squares slope against log2(training images), and a one-sample t over the seeds' slopes. The
+  paper predicts a negative slope (SAM helps the ViT more where data is scarce).
+* **Gain vs model size**: the same difference with the 2x-wide pair minus with the micro pair, at the model rung's
+  data size, paired by seed. Predicted positive (ViT-B/16 +5.3 vs ResNet-152 +0.8 against ViT-S/16 +3.7 vs
+  ResNet-50 +0.7).
+* **Sharpness vs size**: log(lambda_max ViT / lambda_max ResNet) with AdamW, against log2(training images) (slope)
+  and with the 2x pair minus the micro pair. Predicted positive (the paper's ViT-B/16 is sharper than its ResNet:
+  738.8 against 179.8). The verdict uses lambda_max at matched training loss (the first epoch whose training loss
+  falls below a level fixed per family and rung before the runs); the end-of-training value is reported beside it
+  as a secondary test, because near-zero loss flattens the Hessian and then measures the loss level.
+* **The gap**: ViT-SAM minus ResNet-AdamW in points, against log2(training images) (slope) and model size.
+  Predicted positive; where its slope holds, the size at which the line crosses zero is given with its interval, and
+  a crossing beyond the measured range is an extrapolation, not a finding.
+
+Each test's verdict follows the project's rule (sharpvision.experiments.claims): holds when p < 0.05 in the
+predicted direction, contradicted when p < 0.05 the other way, inconclusive otherwise.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from sharpvision import stats
+from sharpvision.experiments.claims import ALPHA, Claim, Comparison, Evidence, Missing, Values
+
+if TYPE_CHECKING:
+    from sharpvision.experiments.suite import Suite
+
+AXIS = "train_images"
+MICRO, WIDE = ("vit", "resnet"), ("vit2", "resnet2")
+
+
+@dataclass(frozen=True)
+class Trend:
+    """Per-seed slopes of ``values[rung][seed]`` on log2(rung), tested over seeds; ``predicted`` is +1 or -1."""
+
+    name: str
+    values: dict[str, Values]  # rung label -> seed -> value
+    unit: str
+    predicted: int
+
+    def result(self) -> dict[str, Any]:
+        rungs = sorted(self.values, key=float)
+        seeds = [s for s in self.values[rungs[0]] if all(s in self.values[r] for r in rungs)]
+        x = [math.log2(float(r)) for r in rungs]
+        ys = {s: [self.values[r][s] for r in rungs] for s in seeds}
+        out: dict[str, Any] = {"compare": self.name, "unit": f"{self.unit} per doubling", "rungs": rungs,
+                               "predicted": "positive" if self.predicted > 0 else "negative",
+                               "per_rung": {r: stats.mean_std([self.values[r][s] for s in seeds]) for r in rungs}}
+        if not all(math.isfinite(v) for y in ys.values() for v in y):
+            return out | {"effect": None, "ci": None, "p": None, "n": len(seeds), "verdict": "not measured",
+                          "why": "a value is not finite"}
+        test = stats.per_seed_slopes(x, ys)
+        crossing = test["crossing_x"]
+        out |= {k: test[k] for k in ("effect", "ci", "p", "n", "test")}
+        if crossing is not None:
+            lo, hi = min(x), max(x)
+            out["crossing_images"] = 2 ** crossing
+            out["crossing_images_ci"] = [2 ** c for c in test["crossing_ci"]] if test.get("crossing_ci") else None
+            out["crossing_is"] = "within the measured range" if lo <= crossing <= hi else \
+                "an extrapolation beyond the measured range, not a finding"
+        if len(seeds) < 2:
+            return out | {"verdict": "inconclusive", "why": "fewer than 2 seeds with every rung"}
+        signed = dict(test, effect=None if test["effect"] is None else self.predicted * test["effect"])
+        return out | {"verdict": stats.verdict(signed, ALPHA)}
+
+
+def _rungs(e: Evidence) -> list[str]:
+    rungs = e.axes.get(AXIS, [])
+    if len(rungs) < 2:
+        raise Missing(f"second rung of {AXIS}")
+    return rungs
+
+
+def _model_rung(e: Evidence) -> str:
+    """The data size at which the 2x-wide models were trained."""
+    rungs = {c["labels"].get(AXIS) for c in e.cells if c["labels"].get("model") in WIDE}
+    if len(rungs) != 1:
+        raise Missing(f"one {AXIS} rung with the 2x-wide models (found {len(rungs)})")
+    return rungs.pop()
+
+
+def _gain_difference(e: Evidence, rung: str, pair: tuple[str, str]) -> Values:
+    vit, resnet = (e.gain("test_accuracy", m, **{AXIS: rung}) for m in pair)
+    return {s: vit[s] - resnet[s] for s in vit if s in resnet}
+
+
+def _sharpness_ratio(e: Evidence, rung: str, pair: tuple[str, str], metric: str) -> Values:
+    vit, resnet = (e.by_seed(metric, model=m, setting="vanilla", **{AXIS: rung}) for m in pair)
+    return {s: math.log(vit[s] / resnet[s]) if vit[s] > 0 and resnet[s] > 0 else math.inf
+            for s in vit if s in resnet}
+
+
+def _gap(e: Evidence, rung: str, pair: tuple[str, str]) -> Values:
+    vit = e.accuracy(model=pair[0], setting="sam", **{AXIS: rung})
+    resnet = e.accuracy(model=pair[1], setting="vanilla", **{AXIS: rung})
+    return {s: vit[s] - resnet[s] for s in vit if s in resnet}
+
+
+def _over_data(name: str, unit: str, predicted: int, of: Any) -> Any:
+    return lambda e: [Trend(name, {r: of(e, r, MICRO) for r in _rungs(e)}, unit, predicted)]
+
+
+def _over_size(name: str, of: Any, unit: str = "points") -> Any:
+    def tests(e: Evidence) -> list[Comparison]:
+        rung = _model_rung(e)
+        return [Comparison(name, of(e, rung, WIDE), of(e, rung, MICRO), unit)]
+    return tests
+
+
+def _matched(e: Evidence, r: str, pair: tuple[str, str]) -> Values:
+    return _sharpness_ratio(e, r, pair, "lambda_max_matched")
+
+
+def _end(e: Evidence, r: str, pair: tuple[str, str]) -> Values:
+    return _sharpness_ratio(e, r, pair, "lambda_max")
+
+
+LADDER: tuple[Claim, ...] = (
+    Claim("gain_vs_data", "SAM helps the ViT more than the ResNet where data is scarce (slope of the gain "
+          "difference on log2 images < 0)",
+          "ViT-B/16 +5.3 vs ResNet-152 +0.8 on ImageNet; the gain grows as data shrinks (Chen et al. Tables 2, 4)",
+          _over_data("gain vit - gain resnet vs log2 images", "points", -1, _gain_difference)),
+    Claim("gain_vs_model", "SAM's ViT-over-ResNet gain grows with model size (2x width minus micro > 0)",
+          "ViT-S/16 +3.7 vs ResNet-50 +0.7; ViT-B/16 +5.3 vs ResNet-152 +0.8 (Chen et al. Table 2)",
+          _over_size("gain vit2 - gain resnet2 > gain vit - gain resnet", _gain_difference)),
+    Claim("sharpness_vs_data", "The ViT becomes the sharper network as data grows (slope of log lambda_max ViT / "
+          "ResNet at matched training loss > 0; the verdict)",
+          "lambda_max with AdamW: ViT-B/16 738.8, ResNet-152 179.8 on ImageNet (Chen et al. Table 1)",
+          _over_data("log(lambda vit / lambda resnet), matched loss, vs log2 images", "log ratio", +1, _matched)),
+    Claim("sharpness_vs_data_end", "The same at the end of training (secondary: reported, does not decide)",
+          "as above", _over_data("log(lambda vit / lambda resnet), end, vs log2 images", "log ratio", +1, _end)),
+    Claim("sharpness_vs_model", "The ViT becomes the sharper network as the model grows (matched training loss)",
+          "as above", _over_size("log ratio at 2x width > at micro (matched loss)", _matched, "log ratio")),
+    Claim("gap_vs_data", "ViT-SAM closes on ResNet-AdamW as data grows (slope of the gap on log2 images > 0)",
+          "ViT-B/16-SAM 79.9 vs ResNet-152 78.5; ViT-S/16-SAM 78.1 vs ResNet-50 76.0 (Chen et al. Tables 1-2)",
+          _over_data("vit sam - resnet adamw vs log2 images", "points", +1, _gap)),
+    Claim("gap_vs_model", "ViT-SAM closes on ResNet-AdamW as the model grows (2x width minus micro > 0)",
+          "as above", _over_size("gap at 2x width > gap at micro", _gap)),
+)
+
+
+def check(suite: Suite) -> str | None:
+    """What the ladder's tests need and the suite lacks, or None: two rungs of data, every family and setting at
+    every rung, and the 2x-wide pair at exactly one rung where the micro pair is too."""
+    for axis, need in (("model", {*MICRO, *WIDE}), ("setting", {"vanilla", "sam"}), (AXIS, set()), ("seed", set())):
+        if axis not in suite.axes:
+            return f"the ladder needs an axis {axis!r}"
+        missing = need - set(suite.axes[axis])
+        if missing:
+            return f"axis {axis} lacks {', '.join(sorted(missing))}"
+    bad = [r for r in suite.axes[AXIS] if not _number(r)]
+    if bad:
+        return f"{AXIS} labels must be image counts, not {', '.join(bad)}"
+    labels = [dict(c.labels) for c in suite.cells()]
+    have = {(lab["model"], lab["setting"], lab[AXIS]) for lab in labels}
+    rungs = {lab[AXIS] for lab in labels if lab["model"] in MICRO}
+    if len(rungs) < 2:
+        return f"the slope tests need at least 2 rungs of {AXIS} for the micro ViT and ResNet (found {len(rungs)})"
+    wide = {lab[AXIS] for lab in labels if lab["model"] in WIDE}
+    if len(wide) != 1 or not wide <= rungs:
+        return f"the 2x-wide models must sit at exactly one {AXIS} rung of the micro ones (found {sorted(wide)})"
+    needed = [(m, s, r) for r in rungs for m in MICRO for s in ("vanilla", "sam")] + \
+        [(m, s, r) for r in wide for m in WIDE for s in ("vanilla", "sam")]
+    absent = [n for n in needed if n not in have]
+    if absent:
+        m, s, r = absent[0]
+        return f"no cell of model={m}, setting={s}, {AXIS}={r}" + (f" (and {len(absent) - 1} more)"
+                                                                   if len(absent) > 1 else "")
+    return None
+
+
+def _number(text: str) -> bool:
+    try:
+        return float(text) > 0
+    except ValueError:
+        return False
