@@ -4,9 +4,16 @@ The trainer builds a fresh training loader each epoch with ``train_loader_for_ep
 copied). Its order is ``epoch_order(n, seed, epoch)``; the per-worker seeds of the augmentations, when
 ``num_workers > 0``, also come from (seed, epoch); with ``num_workers == 0`` augmentations use torch's global RNG,
 which the trainer checkpoints. Iterate each loader once: a second pass continues its generator.
+
+``data.num_workers`` is capped at the cores this process may use (``available_cores``): a recipe written for a
+16-core GPU box runs on a laptop without more loader processes than cores contending for them. The workers'
+augmentation seeds follow the worker count, so a run resumed on a machine with fewer cores draws other
+augmentations from there on (the order of the examples is unchanged).
 """
 
 from __future__ import annotations
+
+import os
 
 import numpy as np
 import torch
@@ -15,6 +22,19 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from sharpvision.config import DataConfig
 from sharpvision.data.bundle import DataBundle
 from sharpvision.data.errors import DataError
+
+
+def available_cores() -> int:
+    """The CPU cores this process may run on (its affinity mask where the OS has one: a container's or a SLURM
+    job's share, not the machine's count)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def workers(cfg: DataConfig) -> int:
+    """``data.num_workers``, at most one loader process per available core."""
+    return min(cfg.num_workers, available_cores())
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
@@ -54,7 +74,7 @@ def train_loader_for_epoch(bundle: DataBundle, cfg: DataConfig, seed: int, epoch
     generator = torch.Generator().manual_seed(epoch_seed(seed, epoch))  # seeds the workers' augmentations
     order = worker_order(len(bundle.train), cfg.batch_size, seed, epoch, rank, world, start).tolist()
     return DataLoader(bundle.train, batch_size=cfg.batch_size // world, sampler=order, drop_last=True,
-                      generator=generator, num_workers=cfg.num_workers, pin_memory=torch.cuda.is_available())
+                      generator=generator, num_workers=workers(cfg), pin_memory=torch.cuda.is_available())
 
 
 def eval_part(n: int, rank: int = 0, world: int = 1) -> range:
@@ -66,6 +86,6 @@ def eval_loader(dataset: Dataset, cfg: DataConfig, rank: int = 0, world: int = 1
     """Batches of ``dataset`` (worker ``rank``'s share of it) in order, the last one possibly short."""
     if world > 1:
         dataset = Subset(dataset, eval_part(len(dataset), rank, world))
-    return DataLoader(dataset, batch_size=cfg.eval_batch_size, shuffle=False, num_workers=cfg.num_workers,
+    return DataLoader(dataset, batch_size=cfg.eval_batch_size, shuffle=False, num_workers=workers(cfg),
                       pin_memory=torch.cuda.is_available())
 
