@@ -168,3 +168,34 @@ def test_the_ntk_of_a_zero_initialised_head_is_measured_with_a_drawn_head() -> N
     assert not mixer.get_classifier().weight.any()  # the caller's model is left as it was
     vit = models.create("vit_micro", num_classes=10, img_size=28, in_chans=1).eval()
     assert ntk.drawn_head(vit)[0] is vit and ntk.ntk_condition_number(vit, x)["head"] == "as initialised"
+
+
+def test_selection_chooses_rho_on_validation_and_the_matched_loss_at_half_the_epochs() -> None:
+    """Only the selection seeds' validation accuracy picks rho (a tie goes to the smaller rho), and the matched
+    loss level is the AdamW run's training loss at half its epochs; a pair with a run missing is not chosen."""
+    def cell(model: str, setting: str, val: float, test: float, losses: list[float]) -> dict:
+        labels = {"train_images": "2350", "seed": "100", "model": model, "setting": setting}
+        return {"labels": labels, "metrics": {"val_accuracy": val, "test_accuracy": test},
+                "curve": [{"epoch": i, "train_loss": v} for i, v in enumerate(losses)]}
+    losses = [2.0, 1.0, 0.5, 0.25]
+    cells = [cell("vit", "vanilla", 0.70, 0.9, losses), cell("vit", "rho0.02", 0.72, 0.1, losses),
+             cell("vit", "rho0.05", 0.74, 0.1, losses), cell("vit", "rho0.1", 0.74, 0.1, losses),
+             cell("vit", "rho0.2", 0.71, 0.99, losses), cell("resnet", "vanilla", 0.8, 0.8, losses)]
+    got = ladder.choices({"cells": {str(i): c for i, c in enumerate(cells)}})
+    assert list(got) == [("vit", "2350")]  # the ResNet has no SAM runs yet
+    assert got[("vit", "2350")]["rho"] == 0.05 and got[("vit", "2350")]["matched_loss"] == 1.0
+    rules = ladder.where_rules(got)
+    assert rules == [{"when": {"model": "vit", "train_images": "2350"},
+                      "set": {"optim.rho": 0.05, "train.matched_loss": 1.0}}]
+
+
+def test_a_reanalysis_keeps_the_verdicts_of_the_earlier_rule() -> None:
+    results = _results({(m, s, r): [0.7, 0.72, 0.71] for m in ("vit", "resnet") for s in ("vanilla", "sam")
+                        for r in RUNGS})
+    results["claims"] = "paper"
+    old = {"rule": "an earlier rule", "claims": [{"id": "vit_sam_vs_resnet", "verdict": "contradicted"}]}
+    first = evaluate_suite(results, "paper", old)
+    claim = next(c for c in first["claims"] if c["id"] == "vit_sam_vs_resnet")
+    assert claim["reanalysed"] == {"verdict": "contradicted", "rule": "an earlier rule"}
+    again = evaluate_suite(results, "paper", first)  # re-running the report keeps the first record
+    assert next(c for c in again["claims"] if c["id"] == "vit_sam_vs_resnet")["reanalysed"] == claim["reanalysed"]

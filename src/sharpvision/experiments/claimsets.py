@@ -26,6 +26,24 @@ CLAIM_SETS: dict[str, ClaimSet] = {
 }
 
 
-def evaluate_suite(results: dict[str, Any], claims: str = "paper") -> dict[str, Any]:
-    """``claims.json`` of a suite's results under its claim set."""
-    return evaluate(results, CLAIM_SETS[claims].claims) | {"claim_set": claims}
+def evaluate_suite(results: dict[str, Any], claims: str = "paper", previous: dict[str, Any] | None = None
+                   ) -> dict[str, Any]:
+    """``claims.json`` of a suite's results under its claim set.
+
+    ``previous``: the suite's earlier ``claims.json``. Where it was judged by another rule, each claim keeps the
+    verdict it had then (``reanalysed``), so a re-analysis with a fixed instrument shows what changed and why;
+    a verdict already carried from an earlier rule stays as it was first recorded."""
+    out = evaluate(results, CLAIM_SETS[claims].claims) | {"claim_set": claims}
+    if previous and previous.get("rule") != out["rule"]:
+        before = {c["id"]: c for c in previous.get("claims", [])}
+        for claim in out["claims"]:
+            old = before.get(claim["id"])
+            if old is not None:
+                claim["reanalysed"] = old.get("reanalysed") or {"verdict": old["verdict"],
+                                                                 "rule": previous.get("rule")}
+    elif previous:
+        carried = {c["id"]: c["reanalysed"] for c in previous.get("claims", []) if "reanalysed" in c}
+        for claim in out["claims"]:
+            if claim["id"] in carried:
+                claim["reanalysed"] = carried[claim["id"]]
+    return out

@@ -184,3 +184,73 @@ def _number(text: str) -> bool:
         return float(text) > 0
     except ValueError:
         return False
+
+
+RHOS = ("0.02", "0.05", "0.1", "0.2")
+HALF = 0.5  # the matched-loss level: the AdamW selection run's training loss at half its epochs
+
+
+def choices(results: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
+    """(model, rung) -> SAM's rho and the matched-loss level, from the selection suite's finished cells
+    (``ladder-select``), by rules fixed before it ran: rho is the one whose runs reach the highest validation
+    accuracy at the last epoch (mean over the selection seeds; a tie goes to the smaller rho); the level is the
+    AdamW run's mean training loss at half its epochs. Only (model, rung) pairs with every run finished appear."""
+    runs: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+    for cell in results.get("cells", {}).values():
+        lab = cell["labels"]
+        runs.setdefault((lab["model"], lab[AXIS], lab["setting"]), []).append(cell)
+    out = {}
+    for model, rung in sorted({(m, r) for m, r, _ in runs}):
+        settings = {s: runs.get((model, rung, s)) for s in ("vanilla", *(f"rho{r}" for r in RHOS))}
+        if not all(settings.values()):
+            continue
+        val = {r: sum(c["metrics"]["val_accuracy"] for c in settings[f"rho{r}"]) / len(settings[f"rho{r}"])
+               for r in RHOS}
+        rho = max(RHOS, key=lambda r: (val[r], -float(r)))
+        levels = [_loss_at_half(c) for c in settings["vanilla"]]
+        out[(model, rung)] = {"rho": float(rho), "val_accuracy": {r: round(v, 4) for r, v in val.items()},
+                              "adamw_val_accuracy": round(sum(c["metrics"]["val_accuracy"]
+                                                              for c in settings["vanilla"]) / len(levels), 4),
+                              "matched_loss": float(f"{sum(levels) / len(levels):.3g}")}
+    return out
+
+
+def _loss_at_half(cell: dict[str, Any]) -> float:
+    curve = cell["curve"]
+    return float(curve[round(HALF * len(curve)) - 1]["train_loss"])
+
+
+def where_rules(chosen: dict[tuple[str, str], dict[str, Any]]) -> list[dict[str, Any]]:
+    """The ladder suite's ``where`` rules for those choices."""
+    return [{"when": {"model": m, AXIS: r}, "set": {"optim.rho": c["rho"], "train.matched_loss": c["matched_loss"]}}
+            for (m, r), c in chosen.items()]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m sharpvision.experiments.ladder SELECT_DIR``: the choices as the ladder suite's where rules."""
+    import json
+    import sys
+    from pathlib import Path
+
+    import yaml
+
+    from sharpvision.experiments.aggregate import cell_metrics
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1 or not (Path(args[0]) / "cells").is_dir():
+        print(f"usage: python -m sharpvision.experiments.ladder SELECT_DIR (a ladder-select suite directory); "
+              f"got {' '.join(args) or 'nothing'}", file=sys.stderr)
+        return 2
+    cells = {}
+    for path in sorted((Path(args[0]) / "cells").glob("*/result.json")):
+        r = json.loads(path.read_text())
+        cells[r["cell"]] = {"labels": r["labels"], "metrics": cell_metrics(r), "curve": r["curve"]}
+    chosen = choices({"cells": cells})
+    for (m, r), c in chosen.items():
+        print(f"# {m} at {r} images: rho {c['rho']} (val {c['val_accuracy']}, AdamW {c['adamw_val_accuracy']}), "
+              f"matched loss {c['matched_loss']}")
+    print(yaml.safe_dump({"where": where_rules(chosen)}, sort_keys=False, default_flow_style=None), end="")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -61,7 +61,9 @@ def _suite(root: Path, out: Path, pair: str | None) -> list[Path]:
     if pair is not None and pair not in models:
         raise ReportError(f"--pair {pair}: no cell of model {pair!r} at setting vanilla or sam has a landscape or "
                           f"attention picture; models that have: {', '.join(models) or 'none'}")
-    verdicts = evaluate_suite(data.results, data.results.get("claims", "paper"))
+    earlier = out / "claims.json"
+    verdicts = evaluate_suite(data.results, data.results.get("claims", "paper"),
+                              json.loads(earlier.read_text()) if earlier.is_file() else None)
     blocks = report_suite.blocks(data, verdicts, pair or next(iter(models), None), _figures(out), str(root))
     (out / "claims.json").write_text(json.dumps(verdicts, indent=2, allow_nan=False) + "\n")
     return [*_write(out, blocks), out / "claims.json", write_results(root, data.results)]
