@@ -227,7 +227,9 @@ class AdvConfig:
     random_start: bool = True  # start from a uniform point of the ball (global torch RNG, which checkpoints keep)
 
     def check(self) -> None:
-        _range("adv.eps", self.eps, 0.0, 1.0 if self.norm == "linf" else None)  # linf 1 reaches every image
+        _range("adv.eps", self.eps, 0.0, None)
+        if self.norm == "linf":  # pixels lie in [0, 1]: the ball of radius 1 already holds every image
+            _range("adv.eps", self.eps, 0.0, 1.0)
         _range("adv.steps", self.steps, 1, None)
         if self.alpha is not None:
             _range("adv.alpha", self.alpha, 0.0, None, lo_open=True)
