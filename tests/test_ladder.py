@@ -199,3 +199,16 @@ def test_a_reanalysis_keeps_the_verdicts_of_the_earlier_rule() -> None:
     assert claim["reanalysed"] == {"verdict": "contradicted", "rule": "an earlier rule"}
     again = evaluate_suite(results, "paper", first)  # re-running the report keeps the first record
     assert next(c for c in again["claims"] if c["id"] == "vit_sam_vs_resnet")["reanalysed"] == claim["reanalysed"]
+
+
+@pytest.mark.parametrize("name", ["paper-tiny", "paper-gpu", "ladder-select"])
+def test_suites_written_since_the_fix_draw_the_data_with_the_seed(name: str) -> None:
+    """A seed varies everything a seed should: the training draw, the validation split and the noisy labels."""
+    suite = load_suite(name)
+    seeds = {(cfg.seed, cfg.data.seed) for cfg in map(suite.recipe_of, suite.cells())}
+    assert all(a == b for a, b in seeds) and len(seeds) >= 1
+    assert suite.smoke is (name == "paper-tiny")  # the smoke suite says its numbers mean nothing
+
+
+def test_selection_seeds_are_not_reported_seeds() -> None:
+    assert {c.label("seed") for c in load_suite("ladder-select").cells()} == {"100"}
