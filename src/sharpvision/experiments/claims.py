@@ -33,7 +33,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sharpvision import stats
+from sharpvision import paper, stats
 
 ALPHA = 0.05
 CHANCE_MARGIN = 0.05  # a group within 5 points of chance accuracy learnt nothing to compare
@@ -67,11 +67,12 @@ class Comparison:
     a: Values
     b: Values
     unit: str = "points"
+    paper: str = ""  # the paper's side, short: "+11.0 vs +5.3" (sharpvision.paper)
 
     def result(self) -> dict[str, Any]:
         a, b = list(self.a.values()), list(self.b.values())
         out: dict[str, Any] = {"compare": self.name, "unit": self.unit, "a": stats.mean_std(a),
-                               "b": stats.mean_std(b)}
+                               "b": stats.mean_std(b)} | ({"paper": self.paper} if self.paper else {})
         if not all(map(math.isfinite, a + b)):
             return out | {"effect": None, "ci": None, "p": None, "n": min(len(a), len(b)), "verdict": "not measured",
                           "why": "a value is not finite (kappa = inf: a singular NTK is not a measurement)"}
@@ -170,7 +171,7 @@ class Claim:
 
 def _gains(model_a: str, model_b: str, **labels: str) -> Callable[[Evidence], Comparison]:
     return lambda e: Comparison(f"gain {model_a} > gain {model_b}", e.gain("test_accuracy", model_a, **labels),
-                                e.gain("test_accuracy", model_b, **labels))
+                                e.gain("test_accuracy", model_b, **labels), paper=paper.gains(model_a, model_b))
 
 
 def _lambda_drop(model_a: str, model_b: str) -> Callable[[Evidence], Comparison]:
@@ -178,7 +179,8 @@ def _lambda_drop(model_a: str, model_b: str) -> Callable[[Evidence], Comparison]
     and unbounded below, so one run that rises dominates its variance)."""
     def drop(e: Evidence, model: str) -> Values:
         return {s: -v for s, v in e.gain("lambda_max", model, log=True).items()}
-    return lambda e: Comparison(f"drop {model_a} > drop {model_b}", drop(e, model_a), drop(e, model_b), "log ratio")
+    return lambda e: Comparison(f"drop {model_a} > drop {model_b}", drop(e, model_a), drop(e, model_b), "log ratio",
+                                paper.drops(model_a, model_b))
 
 
 def _data_efficiency(e: Evidence) -> list[Comparison]:
@@ -189,10 +191,10 @@ def _data_efficiency(e: Evidence) -> list[Comparison]:
     for model in ("vit", "mixer"):
         out.append(Comparison(f"{model}: gain at fraction {small} > gain at {full}",
                               e.gain("test_accuracy", model, data__fraction=small),
-                              e.gain("test_accuracy", model, data__fraction=full)))
+                              e.gain("test_accuracy", model, data__fraction=full), paper=paper.NOT_RETRIEVED))
         out.append(Comparison(f"{model} at fraction {small}: sam > aug",
                               e.accuracy(model=model, setting="sam", data__fraction=small),
-                              e.accuracy(model=model, setting="aug", data__fraction=small)))
+                              e.accuracy(model=model, setting="aug", data__fraction=small), paper=paper.NOT_RETRIEVED))
     return out
 
 
@@ -202,7 +204,7 @@ def _noise(e: Evidence) -> list[Comparison]:
         raise Missing("second label-noise level")
     models = sorted({c["labels"].get("model") for c in e.cells if c["labels"].get("data.label_noise") == hi})
     return [Comparison(f"{m}: gain at noise {hi} > gain at {lo}", e.gain("test_accuracy", m, data__label_noise=hi),
-                       e.gain("test_accuracy", m, data__label_noise=lo)) for m in models if m]
+                       e.gain("test_accuracy", m, data__label_noise=lo), paper=paper.noise_gain()) for m in models if m]
 
 
 def _log(values: Values) -> Values:
@@ -211,37 +213,40 @@ def _log(values: Values) -> Values:
 
 CLAIMS: tuple[Claim, ...] = (
     Claim("gain_by_family", "SAM's accuracy gain is largest for Mixer, then ViT, smallest for ResNet",
-          "ImageNet top-1 gain: Mixer-B/16 +11.0, ViT-B/16 +5.3, ResNet-152 +0.8 (Chen et al. Table 2)",
+          paper.TEXT["gain_by_family"],
           lambda e: [_gains("mixer", "vit")(e), _gains("vit", "resnet")(e)]),
     Claim("lambda_max_by_family", "SAM lowers lambda_max far more for ViT and Mixer than for ResNet (log ratio)",
-          "lambda_max: ViT-B/16 738.8 -> 20.9 (-97%), Mixer-B/16 1644.4 -> 22.5 (-99%), ResNet-152 179.8 -> 42.0 "
-          "(-77%) (Chen et al. Table 1)",
+          paper.TEXT["lambda_max_by_family"],
           lambda e: [_lambda_drop("vit", "resnet")(e), _lambda_drop("mixer", "resnet")(e)]),
     Claim("vit_sam_vs_resnet", "ViT-SAM matches or beats a ResNet of similar size without strong augmentation",
-          "ViT-B/16-SAM 79.9 vs ResNet-152 78.5 (60M); ViT-S/16-SAM 78.1 vs ResNet-50 76.0 (Chen et al. Tables 1-2)",
+          paper.TEXT["vit_sam_vs_resnet"],
           lambda e: [Comparison("vit sam > resnet vanilla", e.accuracy(model="vit", setting="sam"),
-                                e.accuracy(model="resnet", setting="vanilla"))],
+                                e.accuracy(model="resnet", setting="vanilla"),
+                                paper=paper.top1("vit", "sam", "resnet", "vanilla"))],
           matches_or_beats=True),
     Claim("data_efficiency", "SAM's gain grows as the data shrinks, and for ViT and Mixer SAM beats AUG on small data",
-          "ImageNet 1/10 to full x {vanilla, SAM, AUG, SAM+AUG} (Chen et al. Table 4; cell values not retrieved)",
+          paper.TEXT["data_efficiency"],
           _data_efficiency),
     Claim("sparsity_first_block", "SAM lowers the active-neuron fraction in the first block (ViT, Mixer)",
-          "Mixer-SAM's first blocks much sparser; ViT's first layer about 10% active (Chen et al. Sec. 4.3)",
+          paper.TEXT["sparsity_first_block"],
           lambda e: [Comparison(f"{m} vanilla > sam", points(e.by_seed("active_fraction_first_block", model=m,
                                                                        setting="vanilla")),
-                                points(e.by_seed("active_fraction_first_block", model=m, setting="sam")))
+                                points(e.by_seed("active_fraction_first_block", model=m, setting="sam")),
+                                paper=paper.QUALITATIVE)
                      for m in ("vit", "mixer")]),
     Claim("ntk_order", "NTK condition number at initialisation orders ResNet < ViT < Mixer (log ratio)",
-          "kappa: ResNet-152 2801.6, ViT-B/16 6206.8, Mixer-B/16 14468.0 (Chen et al. Table 1)",
+          paper.TEXT["ntk_order"],
           lambda e: [Comparison(f"{a} > {b}", _log(e.by_seed("ntk_kappa_at_init", model=a, setting="vanilla")),
-                                _log(e.by_seed("ntk_kappa_at_init", model=b, setting="vanilla")), "log ratio")
+                                _log(e.by_seed("ntk_kappa_at_init", model=b, setting="vanilla")), "log ratio",
+                                paper.kappas(a, b))
                      for a, b in (("vit", "resnet"), ("mixer", "vit"))]),
     Claim("corruption_gain", "SAM's gain is larger under corruption than clean (ViT, Mixer)",
-          "ViT-B/16 +9.9 on ImageNet-C vs +5.3 clean; Mixer-B/16 +15.0 vs +11.0 (Chen et al. Table 2)",
+          paper.TEXT["corruption_gain"],
           lambda e: [Comparison(f"{m}: gain corrupted > gain clean", e.gain("mean_corruption_accuracy", m),
-                                e.gain("corruption_clean_accuracy", m)) for m in ("vit", "mixer")]),
+                                e.gain("corruption_clean_accuracy", m), paper=paper.corrupted_vs_clean(m))
+                     for m in ("vit", "mixer")]),
     Claim("noise_gain", "SAM's gain grows with label noise",
-          "ResNet-32, CIFAR-10, 80% noise: SAM 77.9 vs SGD 26.2 (Foret et al.)", _noise),
+          paper.TEXT["noise_gain"], _noise),
 )
 
 

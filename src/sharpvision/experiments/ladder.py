@@ -29,7 +29,7 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sharpvision import stats
+from sharpvision import paper, stats
 from sharpvision.experiments.claims import ALPHA, Claim, Comparison, Evidence, Missing, Values
 
 if TYPE_CHECKING:
@@ -128,21 +128,21 @@ def _end(e: Evidence, r: str, pair: tuple[str, str]) -> Values:
 LADDER: tuple[Claim, ...] = (
     Claim("gain_vs_data", "SAM helps the ViT more than the ResNet where data is scarce (slope of the gain "
           "difference on log2 images < 0)",
-          "ViT-B/16 +5.3 vs ResNet-152 +0.8 on ImageNet; the gain grows as data shrinks (Chen et al. Tables 2, 4)",
+          paper.TEXT["gain_vs_data"],
           _over_data("gain vit - gain resnet vs log2 images", "points", -1, _gain_difference)),
     Claim("gain_vs_model", "SAM's ViT-over-ResNet gain grows with model size (2x width minus micro > 0)",
-          "ViT-S/16 +3.7 vs ResNet-50 +0.7; ViT-B/16 +5.3 vs ResNet-152 +0.8 (Chen et al. Table 2)",
+          paper.TEXT["gain_vs_model"],
           _over_size("gain vit2 - gain resnet2 > gain vit - gain resnet", _gain_difference)),
     Claim("sharpness_vs_data", "The ViT becomes the sharper network as data grows (slope of log lambda_max ViT / "
           "ResNet at matched training loss > 0; the verdict)",
-          "lambda_max with AdamW: ViT-B/16 738.8, ResNet-152 179.8 on ImageNet (Chen et al. Table 1)",
+          paper.TEXT["sharpness_vs_data"],
           _over_data("log(lambda vit / lambda resnet), matched loss, vs log2 images", "log ratio", +1, _matched)),
     Claim("sharpness_vs_data_end", "The same at the end of training (secondary: reported, does not decide)",
           "as above", _over_data("log(lambda vit / lambda resnet), end, vs log2 images", "log ratio", +1, _end)),
     Claim("sharpness_vs_model", "The ViT becomes the sharper network as the model grows (matched training loss)",
           "as above", _over_size("log ratio at 2x width > at micro (matched loss)", _matched, "log ratio")),
     Claim("gap_vs_data", "ViT-SAM closes on ResNet-AdamW as data grows (slope of the gap on log2 images > 0)",
-          "ViT-B/16-SAM 79.9 vs ResNet-152 78.5; ViT-S/16-SAM 78.1 vs ResNet-50 76.0 (Chen et al. Tables 1-2)",
+          paper.TEXT["vit_sam_vs_resnet"],
           _over_data("vit sam - resnet adamw vs log2 images", "points", +1, _gap)),
     Claim("gap_vs_model", "ViT-SAM closes on ResNet-AdamW as the model grows (2x width minus micro > 0)",
           "as above", _over_size("gap at 2x width > gap at micro", _gap)),
