@@ -13,6 +13,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from sharpvision import stats
 from sharpvision.report import figures as draw
 from sharpvision.report.doc import Banner, Block, Figure, Heading, Table, Text, signed
 
@@ -86,13 +87,9 @@ def ours(claim: dict[str, Any]) -> str:
         ci = f" [{signed(found['ci'][0])}, {signed(found['ci'][1])}]" if found.get("ci") else ""
         p = test.get("p")
         where = ", ".join(x for x in (found.get("test"), f"n={found['n']}" if found.get("n") is not None else "",
-                                      _p(p) if p is not None else "") if x)
+                                      stats.fmt_p(p) if p is not None else "") if x)
         parts.append(f"{test['compare']}: {signed(found['effect'])}{ci} {found['unit']} ({where})")
     return "; ".join(parts) or claim.get("why", "")
-
-
-def _p(p: float) -> str:
-    return "p < 0.001" if p < 0.001 else f"p = {p:.2g}" if p < 0.01 else f"p = {p:.2f}"
 
 
 def blocks(claims: dict[str, Any], figures: Path, smoke: bool) -> list[Block]:

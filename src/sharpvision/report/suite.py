@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import re
-import statistics
 from collections import defaultdict
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Any
 import yaml
 
 from sharpvision import config as svconfig
+from sharpvision import stats
 from sharpvision.experiments.aggregate import aggregate
 from sharpvision.experiments.suite import Suite, load_suite
 from sharpvision.report import claims as claims_view
@@ -140,9 +140,9 @@ def learning_curves(data: SuiteDir, metric: str = "test_accuracy") -> dict[str, 
     out: dict[str, dict[str, draw.Band]] = {}
     for (title, setting), by_epoch in points.items():
         epochs = sorted(by_epoch)
-        out.setdefault(title, {})[setting] = draw.Band(
-            tuple(epochs), tuple(statistics.fmean(by_epoch[e]) for e in epochs),
-            tuple(statistics.stdev(by_epoch[e]) if len(by_epoch[e]) > 1 else 0.0 for e in epochs))
+        bands = [stats.mean_std(by_epoch[e]) for e in epochs]
+        out.setdefault(title, {})[setting] = draw.Band(tuple(epochs), tuple(b["mean"] for b in bands),
+                                                       tuple(b["std"] or 0.0 for b in bands))
     return out
 
 
@@ -184,7 +184,7 @@ def per_block(data: SuiteDir, piece: str) -> dict[str, tuple[dict[str, str], dic
         for f, values in found:
             if f.rest("model", "setting") == pinned:
                 by_setting[f.labels.get("setting", "all")].append(values)
-        out[model] = (pinned, {s: {b: statistics.fmean(r[b] for r in runs if b in r) for b in runs[0]}
+        out[model] = (pinned, {s: {b: stats.mean_std([r[b] for r in runs if b in r])["mean"] for b in runs[0]}
                                for s, runs in by_setting.items()})
     return out
 

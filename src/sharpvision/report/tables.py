@@ -4,20 +4,13 @@ folded below it. Numbers are computed here from the aggregate; results.json has 
 
 from __future__ import annotations
 
-import statistics
 from collections.abc import Iterable
 from typing import Any
 
+from sharpvision import paper, stats
 from sharpvision.experiments.aggregate import attack_metric
 from sharpvision.report.doc import Details, Table, mean_std, short, signed
 
-# Chen et al. 2022 ("When Vision Transformers Outperform ResNets without Pretraining or Strong Data Augmentations"),
-# ImageNet at 224 px, Tables 1-2: (vanilla, SAM) where a pair, by our model family label
-PAPER: dict[str, dict[str, Any]] = {
-    "resnet": {"name": "ResNet-152", "top1": (78.5, 79.3), "lambda_max": (179.8, 42.0), "kappa": 2801.6},
-    "vit": {"name": "ViT-B/16", "top1": (74.6, 79.9), "lambda_max": (738.8, 20.9), "kappa": 6206.8},
-    "mixer": {"name": "Mixer-B/16", "top1": (66.4, 77.4), "lambda_max": (1644.4, 22.5), "kappa": 14468.0},
-}
 COLUMNS: tuple[tuple[str, str, float], ...] = (  # metric, header, scale (accuracies in %)
     ("test_accuracy", "test acc. %", 100), ("train_accuracy", "train acc. %", 100),
     ("best_val_accuracy", "best val acc. %", 100), ("lambda_max", "lambda_max", 1),
@@ -67,11 +60,11 @@ def gain(labels: dict[str, str], cells: dict[str, dict[str, Any]]) -> str | None
     if base is None:
         return None
     ours, theirs = _by_seed(labels, cells), _by_seed({**labels, "setting": base}, cells)
-    diffs = [100 * (ours[s] - theirs[s]) for s in ours if s in theirs]
-    if not diffs:
+    diffs = stats.mean_std([100 * (ours[s] - theirs[s]) for s in ours if s in theirs])
+    if diffs["mean"] is None:
         return None
-    spread = f" ± {statistics.stdev(diffs):.1f}" if len(diffs) > 1 else ""
-    return f"{signed(statistics.fmean(diffs))}{spread}"
+    spread = f" ± {diffs['std']:.1f}" if diffs["std"] is not None else ""
+    return f"{signed(diffs['mean'])}{spread}"
 
 
 def _by_seed(labels: dict[str, str], cells: dict[str, dict[str, Any]]) -> dict[str, float]:
@@ -105,9 +98,7 @@ def has(groups: Iterable[dict[str, Any]], metric: str) -> bool:
 
 
 def _paper(labels: dict[str, str]) -> str:
-    """The paper's numbers for a row of its family, setting (vanilla or SAM), full data and clean labels."""
-    ref, i = PAPER.get(labels.get("model", "")), {"vanilla": 0, "sam": 1}.get(labels.get("setting", ""))
+    """The paper's numbers (sharpvision.paper) for a row of its family, setting (vanilla or SAM), full data and
+    clean labels."""
     clean = float(labels.get("data.fraction", 1)) == 1 and float(labels.get("data.label_noise", 0)) == 0
-    if ref is None or i is None or not clean:
-        return ""
-    return f"{ref['name']}: top-1 {ref['top1'][i]}, lambda_max {ref['lambda_max'][i]}, NTK kappa {ref['kappa']}"
+    return paper.reference_row(labels.get("model", ""), labels.get("setting", "")) if clean else ""
