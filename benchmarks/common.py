@@ -1,4 +1,5 @@
-"""What every benchmark records next to its figures: device, versions, command; and where it writes them."""
+"""What every benchmark shares: the device, versions and command it records next to its figures, where it writes them,
+how it times (warm-up, interleaved repeats, medians), and mean +- std and paired tests through sharpvision.stats."""
 
 from __future__ import annotations
 
@@ -6,11 +7,15 @@ import json
 import platform
 import statistics
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import timm
 import torch
+
+from sharpvision import stats
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -44,20 +49,52 @@ def write_result(result: dict[str, Any], name: str, out: str | None = None) -> P
     return path
 
 
-def mean_std(values: list[float]) -> dict[str, float]:
-    """Mean and sample std over seeds (std 0 for one value)."""
-    return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0}
+def interleaved(fns: dict[str, Callable[[], object]], repeats: int, warmup: int = 1,
+                device: torch.device | str = "cpu") -> dict[str, list[float]]:
+    """Seconds per call of each function: ``warmup`` untimed rounds (compilation, caches), then ``repeats`` rounds
+    that call every function once, the order rotated each round so no function always runs first; the device is
+    synchronized around each call. A background job slows every function alike within a round, so compare the
+    functions by their medians (:func:`medians`) and ratios (:func:`ratios`), never by one time."""
+    device = torch.device(device)
+    for _ in range(warmup):
+        for fn in fns.values():
+            fn()
+    names, times = list(fns), {name: [] for name in fns}
+    for r in range(repeats):
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            synchronize(device)
+            start = time.perf_counter()
+            fns[name]()
+            synchronize(device)
+            times[name].append(time.perf_counter() - start)
+    return times
+
+
+def medians(times: dict[str, list[float]]) -> dict[str, float]:
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+def ratios(times: dict[str, list[float]], base: str) -> dict[str, dict[str, float]]:
+    """Each function against ``base``: the ratio of the medians, and the median of the per-round ratios (the two
+    agree when the machine's load is steady; a gap says it was not)."""
+    return {name: {"ratio_of_medians": statistics.median(t) / statistics.median(times[base]),
+                   "median_of_pair_ratios": statistics.median(a / b for a, b in zip(t, times[base]))}
+            for name, t in times.items()}
+
+
+def mean_std(values: list[float]) -> dict[str, float | None]:
+    """Mean and sample std over seeds (sharpvision.stats), in the shape the committed results have: std 0 for one
+    value."""
+    s = stats.mean_std(values)
+    return {"mean": s["mean"], "std": 0.0 if s["std"] is None and s["n"] == 1 else s["std"]}
 
 
 def paired_t_p(a: list[float], b: list[float]) -> float | None:
-    """Two-sided paired t-test's p of ``a`` against ``b``; None where t is undefined: one pair, or differences with
-    no spread but rounding (both arms at 100% train accuracy, or one more right image on each seed), which scipy
-    answers with NaN (invalid in JSON) or a p that rounding alone decides."""
-    from scipy import stats
-    diffs = [x - y for x, y in zip(a, b)]
-    if len(diffs) < 2 or max(diffs) - min(diffs) <= 1e-12 * max(1.0, *map(abs, a), *map(abs, b)):
-        return None
-    return float(stats.ttest_rel(a, b).pvalue)
+    """Two-sided paired t-test's p of ``a`` against ``b`` (sharpvision.stats); None where t is undefined: one pair, or
+    differences with no spread but rounding (both arms at 100% train accuracy, or one more right image on each
+    seed), where the committed results say "no spread" rather than a p that rounding alone decides."""
+    test = stats.paired(a, b)
+    return None if test["ci"] is None or test["ci"][0] == test["ci"][1] else test["p"]
 
 
 def paired(vanilla: list[float], sam: list[float]) -> dict[str, Any]:

@@ -69,11 +69,11 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", type=Path, default=RESULTS / "contrastive_cpu", help="where the runs go")
     p.add_argument("--seeds", default=",".join(map(str, SEEDS)))
-    p.add_argument("--quick", action="store_true", help="2 epochs each, for a smoke check (writes *_smoke.json)")
+    p.add_argument("--quick", action="store_true", help="2 epochs each, to check the script (writes *_quick.json)")
     args = p.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
     extra = ["schedule.epochs=2", "schedule.warmup_epochs=0", "data.fraction=0.01"] if args.quick else []
-    out = args.out.with_name(args.out.name + "_smoke") if args.quick else args.out
+    out = args.out.with_name(args.out.name + "_quick") if args.quick else args.out
     cells: dict[str, dict[str, Any]] = {}
     for seed in seeds:
         for setting in SETTINGS:
@@ -86,7 +86,7 @@ def main() -> None:
              for metric in ("probe_test_accuracy", "knn_test_accuracy")}
     write_result({"benchmark": "contrastive_table", **provenance("cpu"), "seeds": seeds,
                   "recipe": {"pretrain": PRETRAIN, "probe": PROBE, "extra": extra}, "table": table, "cells": cells},
-                 "contrastive_cpu_smoke" if args.quick else "contrastive_cpu")
+                 "contrastive_cpu_quick" if args.quick else "contrastive_cpu")
 
 
 if __name__ == "__main__":

@@ -71,7 +71,7 @@ def main() -> None:
     p.add_argument("--out", type=Path, default=RESULTS / "convnext_vs_resnet_cpu")
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--eps", default="0.01,0.03")
-    p.add_argument("--subset", type=int, default=1000)
+    p.add_argument("--images", "--subset", dest="subset", type=int, default=1000, help="test images attacked")
     p.add_argument("--steps", type=int, default=10)
     args = p.parse_args()
     eps = [float(e) for e in args.eps.split(",")]

@@ -2,7 +2,7 @@
 torch) against the reference (imagecorruptions-imaug, image by image, timed on a subsample and extrapolated).
 
     python benchmarks/corruptions_speed.py                  # all 10,000 test images; minutes on 2 CPU cores
-    python benchmarks/corruptions_speed.py --n 20 --ref-n 2  # a smoke run (writes ..._quick.json)
+    python benchmarks/corruptions_speed.py --images 20 --ref-n 2  # a quick check (writes ..._quick.json)
     python benchmarks/corruptions_speed.py --threads 1       # on cores shared with other work
     python benchmarks/corruptions_speed.py --device cuda
 
@@ -64,7 +64,8 @@ def time_reference(images_u8: np.ndarray, n_total: int) -> dict[str, float]:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--n", type=int, default=10_000, help="test images to corrupt (at most 10,000)")
+    p.add_argument("--images", "--n", dest="n", type=int, default=10_000,
+                   help="test images to corrupt (at most 10,000)")
     p.add_argument("--ref-n", type=int, default=100, help="images the reference is timed on, then extrapolated")
     p.add_argument("--batch-size", type=int, default=2_500)
     p.add_argument("--device", default="cpu")

@@ -2,7 +2,7 @@
 
     python benchmarks/fmnist_recipes.py                              # vit, vit_sam, resnet, resnet_sam (GPU)
     python benchmarks/fmnist_recipes.py --recipes vit vit_sam --seeds 0 1 2
-    python benchmarks/fmnist_recipes.py --smoke                      # CPU check of the script: 2 steps each
+    python benchmarks/fmnist_recipes.py --quick                      # CPU check of the script: 2 steps each
 
 Each (recipe, seed) trains into ``runs/fmnist_recipes/<recipe>_s<seed>`` and resumes there when run again,
 so an interrupted benchmark loses at most one epoch. The JSON (per-run summaries, mean +- std per recipe,
@@ -12,16 +12,15 @@ device, versions, command) goes to benchmarks/results/fmnist_recipes_<device>.js
 from __future__ import annotations
 
 import argparse
-import statistics
 from pathlib import Path
 
-from common import local_device, provenance, write_result
+from common import local_device, mean_std, provenance, write_result
 
 from sharpvision import config
 from sharpvision.train import train
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "fmnist"
-SMOKE = ["schedule.epochs=1", "schedule.warmup_epochs=0", "train.max_steps_per_epoch=2", "data.subset_test=256",
+QUICK_CHECK = ["schedule.epochs=1", "schedule.warmup_epochs=0", "train.max_steps_per_epoch=2", "data.subset_test=256",
          "data.batch_size=32"]
 
 
@@ -64,11 +63,9 @@ def run_grid(recipe: str, settings: dict[str, list[str]], args: argparse.Namespa
 
 
 def aggregate(summaries: list[dict]) -> dict:
-    def stats(key: str) -> dict:
-        values = [s[key] for s in summaries]
-        return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0,
-                "n": len(values)}
-    return {key: stats(key) for key in ("test_accuracy", "wall_time_s", "images_per_s")}
+    """Mean +- std with n over the runs (seeds) of one setting, for accuracy, wall time and throughput."""
+    return {key: mean_std([s[key] for s in summaries]) | {"n": len(summaries)}
+            for key in ("test_accuracy", "wall_time_s", "images_per_s")}
 
 
 def main() -> int:
@@ -76,15 +73,15 @@ def main() -> int:
     p.add_argument("--recipes", nargs="*", default=["vit", "vit_sam", "resnet", "resnet_sam"])
     p.add_argument("--seeds", nargs="*", type=int, default=[0])
     p.add_argument("--out", default="runs/fmnist_recipes")
-    p.add_argument("--smoke", action="store_true", help="2 steps per run, to check the script on a CPU")
+    p.add_argument("--quick", action="store_true", help="2 steps per run, to check the script on a CPU")
     p.add_argument("overrides", nargs="*", help="dotted overrides for every run, e.g. data.root=.data/fashion-mnist")
     args = p.parse_args()
-    overrides = [*args.overrides, *(SMOKE if args.smoke else [])]
-    out = Path(args.out) / ("smoke" if args.smoke else "full")
+    overrides = [*args.overrides, *(QUICK_CHECK if args.quick else [])]
+    out = Path(args.out) / ("quick" if args.quick else "full")
     runs = {r: [run(r, s, out, overrides) for s in args.seeds] for r in args.recipes}
     result = {
         "benchmark": "fmnist_recipes",
-        "smoke": args.smoke,
+        "quick": args.quick,
         **provenance(local_device()),
         "recipes": {r: {"aggregate": aggregate(s), "runs": s} for r, s in runs.items()},
     }
@@ -92,7 +89,7 @@ def main() -> int:
         acc, wall = rec["aggregate"]["test_accuracy"], rec["aggregate"]["wall_time_s"]
         print(f"{r:<12} test accuracy {acc['mean']:.4f} +- {acc['std']:.4f} (n={acc['n']})   "
               f"wall {wall['mean']:.0f} s")
-    write_result(result, f"fmnist_recipes_{local_device()}{'_smoke' if args.smoke else ''}")
+    write_result(result, f"fmnist_recipes_{local_device()}{'_quick' if args.quick else ''}")
     return 0
 
 

@@ -28,7 +28,7 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.add_argument("--models", nargs="*", default=["resnet_micro", "vit_micro", "mixer_micro", "convnext_micro"])
-    p.add_argument("--n", type=int, nargs="*", default=[64, 128], help="inputs in the kernel")
+    p.add_argument("--images", "--n", dest="n", type=int, nargs="*", default=[64, 128], help="inputs in the kernel")
     p.add_argument("--seeds", type=int, default=3, help="initializations per model")
     p.add_argument("overrides", nargs="*", help="data overrides, e.g. data.root=.data/fashion-mnist")
     args = p.parse_args()

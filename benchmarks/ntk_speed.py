@@ -36,7 +36,7 @@ def timed(model: torch.nn.Module, x: torch.Tensor, threads: int, chunk: int, red
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--models", nargs="+", default=["vit_micro", "mixer_micro", "resnet_micro"])
-    p.add_argument("--n", type=int, default=256)
+    p.add_argument("--images", "--n", dest="n", type=int, default=256, help="inputs in the kernel")
     p.add_argument("--chunk", type=int, default=32)
     p.add_argument("--repeats", type=int, default=3)
     args = p.parse_args()

@@ -90,7 +90,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--paper-cpu", type=Path, default=RESULTS / "paper_cpu", help="the paper-cpu suite directory")
     p.add_argument("--seeds", default="0,1,2")
-    p.add_argument("--sample", type=int, default=1024, help="calibration examples for the activity ranking")
+    p.add_argument("--images", "--sample", dest="sample", type=int, default=1024,
+                   help="calibration images for the activity ranking")
     p.add_argument("--partial", type=Path, default=RESULTS / "prune_cpu" / "partial.json", help="resume file")
     args = p.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]

@@ -16,11 +16,10 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 from collections.abc import Callable
 
 import torch
-from common import provenance, synchronize, write_result
+from common import interleaved, provenance, ratios, write_result
 from torch import nn
 
 from sharpvision import models
@@ -64,23 +63,8 @@ def measure(name: str, batch: int, img: int, rt: Runtime, compile_model: bool, k
     blocks, params = {}, 0
     for setting, fields in settings(k).items():
         blocks[setting], params = block(name, fields, batch, img, rt, compile_model, k)
-    for _ in range(warmup):
-        for run in blocks.values():
-            run()
-    synchronize(rt.device)
-    times: dict[str, list[float]] = {s: [] for s in blocks}
-    names = list(blocks)
-    for r in range(repeats):
-        for setting in names[r % len(names):] + names[:r % len(names)]:  # rotate who goes first
-            synchronize(rt.device)
-            t0 = time.perf_counter()
-            blocks[setting]()
-            synchronize(rt.device)
-            times[setting].append((time.perf_counter() - t0) / k)
-    base = statistics.median(times["base"])
-    rows = {s: {"step_s_median": statistics.median(t), "ratio_of_medians": statistics.median(t) / base,
-                "median_of_pair_ratios": statistics.median(a / b for a, b in zip(t, times["base"]))}
-            for s, t in times.items()}
+    times = {s: [t / k for t in ts] for s, ts in interleaved(blocks, repeats, warmup, rt.device).items()}
+    rows = {s: {"step_s_median": statistics.median(times[s]), **r} for s, r in ratios(times, "base").items()}
     return {"model": name, "params": params, "batch": batch, "img_size": img, "k": k, "repeats": repeats,
             "settings": rows}
 

@@ -18,13 +18,12 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 from collections.abc import Callable
 from contextlib import nullcontext
 from functools import partial
 
 import torch
-from common import provenance, write_result
+from common import interleaved, provenance, write_result
 from torch import nn
 from torch.profiler import ProfilerActivity, profile
 
@@ -53,6 +52,11 @@ def build(name: str, lever: str) -> tuple[Callable[[], object], int]:
     return partial(step, x, y), len(x)
 
 
+def _repeat(fn: Callable[[], object], n: int) -> None:
+    for _ in range(n):
+        fn()
+
+
 def top_ops(step: Callable[[], object], steps: int, k: int) -> dict[str, object]:
     """torch.profiler over ``steps`` steps: the ``k`` top operators by self CPU time, each with its share."""
     with profile(activities=[ProfilerActivity.CPU]) as prof:
@@ -79,14 +83,9 @@ def main() -> None:
         levers = ["eager", "compile", "bf16", *(["channels_last"] if name in CNNS else [])]
         steps = {lever: build(name, lever) for lever in levers}
         profiled = top_ops(steps["eager"][0], args.steps, args.top)
-        times: dict[str, list[float]] = {lever: [] for lever in levers}
-        for r in range(args.rounds):
-            for lever in levers[r % len(levers):] + levers[:r % len(levers)]:
-                fn, batch = steps[lever]
-                start = time.perf_counter()
-                for _ in range(args.steps):
-                    fn()
-                times[lever].append(args.steps * batch / (time.perf_counter() - start))
+        runs = {lever: partial(_repeat, fn, args.steps) for lever, (fn, _) in steps.items()}  # warmed up by build
+        times = {lever: [args.steps * steps[lever][1] / t for t in ts]
+                 for lever, ts in interleaved(runs, args.rounds, warmup=0).items()}
         eager = statistics.median(times["eager"])
         rows[name] = {"profile": profiled,
                       "images_per_s": {lever: statistics.median(v) for lever, v in times.items()},
