@@ -333,44 +333,19 @@ def suite(path: Path) -> str:
     return f"{table(['cells', 'n', *[label for _, label in names]], rows)}\n\n{note}\n\n{standard_source(path, d)}"
 
 
-# The paper's side of each comparison, short enough for a 120-column row, until claims.json carries it per test
-# (``tests[i]["paper"]``): the values are the ones each claim's ``paper`` field quotes in full, with its source.
-PAPER_SIDE = {
-    ("gain_by_family", "gain mixer > gain vit"): "+11.0 vs +5.3",
-    ("gain_by_family", "gain vit > gain resnet"): "+5.3 vs +0.8",
-    ("lambda_max_by_family", "gain vit > gain resnet"): "97% vs 77%",
-    ("lambda_max_by_family", "gain mixer > gain resnet"): "99% vs 77%",
-    ("vit_sam_vs_resnet", "vit sam > resnet vanilla"): "79.9 vs 78.5",
-    ("ntk_order", "vit > resnet"): "6207 vs 2802",
-    ("ntk_order", "mixer > vit"): "14468 vs 6207",
-    ("corruption_gain", "vit: gain corrupted > gain clean"): "+9.9 vs +5.3",
-    ("corruption_gain", "mixer: gain corrupted > gain clean"): "+15.0 vs +11.0",
-    ("noise_gain", "vit: gain at noise 0.8 > gain at 0.0"): "+51.7 at 80%",
-}
-PAPER_NOT_GIVEN = {"data_efficiency": "not retrieved", "sparsity_first_block": "qualitative"}
-RATIO_CLAIMS = {"ntk_order"}  # compared as a ratio until claims.json states each comparison's unit
-
-
 def _p_text(p: float | None) -> str:
     return "" if p is None else ", p < 0.001" if p < 1e-3 else f", p = {p:.2g}"
 
 
-def _ours(claim_id: str, test: dict[str, Any]) -> str:
-    """A comparison's effect: claims.json's ``effect`` and ``ci`` (points, or a log ratio) when it has them, else the
-    difference of the two groups' means in points (a ratio for kappa); never a number that was not measured."""
-    if "effect" in test:
-        if test["effect"] is None:
-            return "not measured"
-        unit = "" if test.get("unit", "points").startswith("points") else f" {test['unit']}"
-        fmt = "+.1f" if not unit else "+.2f"
-        ci = f" [{test['ci'][0]:{fmt}}, {test['ci'][1]:{fmt}}]" if test.get("ci") else ""
-        return f"{test['effect']:{fmt}}{ci}{unit}{_p_text(test.get('p'))}"
-    a, b = test["a"]["mean"], test["b"]["mean"]
-    if not all(isinstance(x, (int, float)) and abs(x) != float("inf") and x == x for x in (a, b)):
+def _ours(test: dict[str, Any]) -> str:
+    """A comparison's effect as claims.json gives it (``effect``, ``ci``: points, or a log ratio, and ``p``); a file
+    written before effects were recorded is re-read by ``sharpvision report DIR``. Never a number not measured."""
+    if test.get("effect") is None:
         return "not measured"
-    if claim_id in RATIO_CLAIMS:
-        return f"{a / b:.3g}x{_p_text(test.get('p'))}"
-    return f"{100 * (a - b):+.1f}{_p_text(test.get('p'))}"
+    unit = "" if test.get("unit", "points").startswith("points") else f" {test['unit']}"
+    fmt = "+.1f" if not unit else "+.2f"
+    ci = f" [{test['ci'][0]:{fmt}}, {test['ci'][1]:{fmt}}]" if test.get("ci") else ""
+    return f"{test['effect']:{fmt}}{ci}{unit}{_p_text(test.get('p'))}"
 
 
 def claims_table(claims: dict[str, Any]) -> str:
@@ -379,8 +354,8 @@ def claims_table(claims: dict[str, Any]) -> str:
     for c in claims["claims"]:
         rows.append([c["claim"], "", "", f"**{c['verdict']}**"])
         for test in c.get("tests", []):
-            paper = test.get("paper") or PAPER_SIDE.get((c["id"], test["compare"])) or PAPER_NOT_GIVEN.get(c["id"], "")
-            rows.append([f"`{test['compare']}`", paper, _ours(c["id"], test), test["verdict"]])
+            paper = test.get("paper", "")  # claims.json's short paper value (sharpvision.paper)
+            rows.append([f"`{test['compare']}`", paper, _ours(test), test["verdict"]])
         if not c.get("tests") and c.get("why"):
             rows.append([c["why"], "", "", ""])
     with_ci = any("effect" in t for c in claims["claims"] for t in c.get("tests", []))
@@ -396,17 +371,12 @@ def claims_table(claims: dict[str, Any]) -> str:
 
 
 def _units_note(claims: dict[str, Any]) -> str:
-    """What the ours column is in: the new fields' units and n when claims.json has them, else the means' difference."""
+    """What the ours column is in: the effects' units, the tests and n, as claims.json records them."""
     tests = [t for c in claims["claims"] for t in c.get("tests", [])]
-    if any("effect" in t for t in tests):
-        ns = sorted({t["n"] for t in tests if t.get("n") is not None})
-        tested = sorted({t["test"] for t in tests if t.get("test")})
-        return (f"Ours: the effect A - B in points (percentage points; a log ratio where marked) with its 95% "
-                f"interval, by {' or '.join(tested) or 'the rule'}, n = {', '.join(map(str, ns))} seeds.")
-    ns = sorted({t[g]["n"] for t in tests for g in ("a", "b")})
-    return (f"Ours: the difference of the two groups' means in points (percentage points of accuracy, or of the "
-            f"relative drop of lambda_max, or of active neurons; kappa as a ratio), n = {', '.join(map(str, ns))} "
-            "seeds a group; the intervals come with the re-analysed claims.")
+    ns = sorted({t["n"] for t in tests if t.get("n") is not None})
+    tested = sorted({t["test"] for t in tests if t.get("test")})
+    return (f"Ours: the effect A - B in points (percentage points; a log ratio where marked) with its 95% "
+            f"interval, by {' or '.join(tested) or 'the rule'}, n = {', '.join(map(str, ns))} seeds.")
 
 
 @renders("paper_cpu")
@@ -428,24 +398,43 @@ def _suite_source(path: Path, cmd: str) -> str:
     return source(path, cmd, summary["device"], summary["torch"])
 
 
-def _vit_cells(path: Path, model: str = "vit", **fixed: str) -> dict[tuple[str, str, str], dict[str, float]]:
-    """The cells of one model in a suite's results.json at the fixed labels: (label noise, setting, seed) ->
-    metrics."""
-    out = {}
-    for cell in load(path / "results.json")["cells"].values():
-        lab = cell["labels"]
-        if lab.get("model") == model and all(lab.get(k) == v for k, v in fixed.items()):
-            out[(lab["data.label_noise"], lab["setting"], lab["seed"])] = cell["metrics"]
-    return out
+def _table(path: Path, name: str) -> dict[str, Any]:
+    """A suite's table (``sharpvision tables DIR`` writes ``DIR/tables/NAME.json``)."""
+    file = path / "tables" / f"{name}.json"
+    if not file.is_file():
+        raise ValueError(f"{file}: missing; run sharpvision tables {path}")
+    return load(file)
+
+
+def _rows_at(path: Path, name: str, **labels: str) -> list[dict[str, Any]]:
+    """The rows of a suite's table whose labels include ``labels``."""
+    return [r for r in _table(path, name)["rows"] if all(r["labels"].get(k) == v for k, v in labels.items())]
+
+
+def _ms(cell: dict[str, Any] | None, signed: bool = False) -> str:
+    """mean +- std of a table's cell (``{mean, std, n}``, sharpvision.stats.mean_std); the mean alone for one seed."""
+    if cell is None or cell["mean"] is None:
+        return "-"
+    text = f"{cell['mean']:+.1f}" if signed else f"{cell['mean']:.1f}"
+    return f"{text} +- {cell['std']:.1f}" if cell["std"] is not None else text
+
+
+def _noise_rows(rows: list[dict[str, Any]]) -> list[list[str]]:
+    """label_noise table rows, by noise level: noise, seeds, test AdamW, test SAM, SAM's gain paired by seed, seeds
+    SAM better, train AdamW, train SAM (accuracies in %)."""
+    return [[f"{float(r['labels']['data.label_noise']):.0%}", str(len(r["seeds"])), _ms(r["test_vanilla"]),
+             _ms(r["test_sam"]), _ms(r["gain"], signed=True), f"{r['sam_better_seeds']}/{len(r['seeds'])}",
+             _ms(r["train_vanilla"]), _ms(r["train_sam"])]
+            for r in sorted(rows, key=lambda r: float(r["labels"]["data.label_noise"]))]
 
 
 @renders("paper_cpu:noise")
 def paper_cpu_noise(path: Path) -> str:
-    """Foret et al.'s label-noise table from the paper-cpu suite's cells: clean test accuracy and train accuracy on
-    the noisy labels (memorisation), AdamW and SAM, SAM's gain paired by seed (the suite's seeds share the
-    initialisation and the noisy labels)."""
-    cells = _vit_cells(path, **{"data.fraction": "0.04"})
-    rows = [row[:5] + row[6:] for row in _noise_rows(cells)]  # without "seeds SAM better"
+    """Foret et al.'s label-noise table from the paper-cpu suite's label_noise table: clean test accuracy and train
+    accuracy on the noisy labels (memorisation), AdamW and SAM, SAM's gain paired by seed (the suite's seeds share
+    the initialisation and the noisy labels)."""
+    rows = [row[:5] + row[6:] for row in _noise_rows(_rows_at(path, "label_noise", model="vit",
+                                                              **{"data.fraction": "0.04"}))]
     note = paragraph("paper-cpu's noise grid: `vit_micro` on 2,352 Fashion-MNIST images (a stratified 4%) with that "
                      "share of training labels replaced by another class at random, 40 epochs, AdamW or SAM (rho "
                      "0.02, the ViT's rho chosen on clean validation accuracy); test accuracy on the clean 10,000 "
@@ -457,38 +446,21 @@ def paper_cpu_noise(path: Path) -> str:
     return f"{table(header, rows)}\n\n{note}\n\n" + _suite_source(path, cmd)
 
 
-def _noise_rows(cells: dict[tuple[str, str, str], dict[str, float]]) -> list[list[str]]:
-    """One row per label-noise level with AdamW and SAM cells on the same seeds: noise, seeds, test AdamW, test SAM,
-    SAM's gain paired by seed, seeds SAM better, train AdamW, train SAM (accuracies in %)."""
-    rows = []
-    for noise in sorted({k[0] for k in cells}, key=float):
-        seeds = sorted(s for (n, st, s) in cells if n == noise and st == "vanilla" and (noise, "sam", s) in cells)
-        if not seeds:
-            continue
-        acc = {(st, m): [100 * cells[(noise, st, s)][m] for s in seeds]
-               for st in ("vanilla", "sam") for m in ("test_accuracy", "train_accuracy")}
-        gain = [a - b for a, b in zip(acc["sam", "test_accuracy"], acc["vanilla", "test_accuracy"])]
-        rows.append([f"{float(noise):.0%}", str(len(seeds)), _ms(acc["vanilla", "test_accuracy"]),
-                     _ms(acc["sam", "test_accuracy"]), _ms(gain, signed=True),
-                     f"{sum(g > 0 for g in gain)}/{len(gain)}", _ms(acc["vanilla", "train_accuracy"]),
-                     _ms(acc["sam", "train_accuracy"])])
-    return rows
-
-
 @renders("noise_families_cpu")
 def noise_families(path: Path) -> str:
-    """Foret et al.'s label-noise table for the other families: the noise_families_cpu suite's cells, with paper-cpu's
-    Table 2 cells (the same recipe and seeds) as the 0% row. Only the levels with cells are shown."""
+    """Foret et al.'s label-noise table for the other families: the noise_families_cpu suite's label_noise table, with
+    paper-cpu's Table 2 rows (the same recipe and seeds) as the 0% row. Only the levels with cells are shown."""
     clean = {"data.fraction": "0.04", "data.label_noise": "0.0"}
     rows = [[f"`{model}_micro`", *row] for model in ("mixer", "resnet", "convnext")
-            for row in _noise_rows(_vit_cells(path, model) | _vit_cells(RESULTS / "paper_cpu", model, **clean))]
+            for row in _noise_rows(_rows_at(RESULTS / "paper_cpu", "label_noise", model=model, **clean)
+                                   + _rows_at(path, "label_noise", model=model))]
     note = paragraph("noise_families_cpu: the micro Mixer, ResNet and ConvNeXt on paper-cpu's pool (2,352 "
                      "Fashion-MNIST images) with that share of training labels replaced by another class at random, "
                      "40 epochs, AdamW or SAM at the family's paper-cpu rho (Mixer and ResNet 0.2, ConvNeXt 0.02, "
                      "chosen on clean validation accuracy); the 0% rows are paper-cpu's Table 2 cells. Test accuracy "
                      "on the clean 10,000 test images at the last epoch, train accuracy on the noisy labels. Mean +- "
                      "std over seeds; SAM's gain paired by seed.")
-    cmd = "sharpvision reproduce benchmarks/suites/noise_families_cpu.yaml --out benchmarks/results/noise_families_cpu"
+    cmd = "sharpvision reproduce noise-families-cpu --out benchmarks/results/noise_families_cpu"
     header = ["model", "label noise", "seeds", "test AdamW (%)", "test SAM (%)", "SAM - AdamW (points)",
               "seeds SAM better", "train AdamW (%)", "train SAM (%)"]
     return f"{table(header, rows)}\n\n{note}\n\n" + _suite_source(path, cmd)
@@ -499,27 +471,23 @@ VARIANT_COST = {"sam": "sam", "sam5": "sam_every_5", "looksam5": "looksam_5", "g
 
 @renders("paper_cpu:variants")
 def paper_cpu_variants(path: Path) -> str:
-    """SAM's efficient variants where SAM helps (paper-cpu's variants grid, ViT at 40% label noise): test accuracy,
-    the share of SAM's gain each keeps (its mean gain over SAM's, on the same seeds), and its cost per step over
-    AdamW's from sam_overhead_cpu.json (measured side by side in one process; the cells' own wall times ran beside
-    other jobs)."""
+    """SAM's efficient variants where SAM helps (paper-cpu's variants table, ViT at 40% label noise): test accuracy,
+    the share of SAM's gain each keeps, and its cost per step over AdamW's from sam_overhead_cpu.json (measured side
+    by side in one process; the cells' own wall times ran beside other jobs)."""
     overhead = next(r["settings"] for r in load(RESULTS / "sam_overhead_cpu.json")["results"]
                     if r["model"] == "vit_micro")
-    cells = _vit_cells(path, **{"data.fraction": "0.04", "data.label_noise": "0.4"})
-    acc = {(setting, seed): 100 * m["test_accuracy"] for (_, setting, seed), m in cells.items()}
+    found = {r["setting"]: r for r in _rows_at(path, "variants", model="vit",
+                                                **{"data.fraction": "0.04", "data.label_noise": "0.4"})}
     rows = []
     for setting in ("vanilla", *VARIANT_COST):
-        seeds = sorted(s for (st, s) in acc if st == setting and ("vanilla", s) in acc and ("sam", s) in acc)
+        r = found.get(setting, {"seeds": []})
         cost = overhead[VARIANT_COST[setting]]["ratio_of_medians"] if setting in VARIANT_COST else 1.0
-        if not seeds:
+        if not r["seeds"]:
             rows.append([setting, "0", "not run yet", "-", "-", f"{cost:.2f}"])
             continue
-        gains = [acc[(setting, s)] - acc[("vanilla", s)] for s in seeds]
-        sam_gain = statistics.fmean(acc[("sam", s)] - acc[("vanilla", s)] for s in seeds)
-        kept = ("-" if setting in ("vanilla", "sam") or sam_gain <= 0
-                else f"{100 * statistics.fmean(gains) / sam_gain:.0f}%")
-        rows.append([setting, str(len(seeds)), _ms([acc[(setting, s)] for s in seeds]),
-                     "-" if setting == "vanilla" else _ms(gains, signed=True), kept, f"{cost:.2f}"])
+        kept = "-" if r["share_of_sam_gain"] is None else f"{100 * r['share_of_sam_gain']:.0f}%"
+        rows.append([setting, str(len(r["seeds"])), _ms(r["test"]), _ms(r["gain"], signed=True), kept,
+                     f"{cost:.2f}"])
     note = paragraph("paper-cpu's variants grid: `vit_micro`, 40% symmetric label noise (the regime where the "
                      "pilot saw SAM help), 2,352 images, 40 epochs; SAM-5 and LookSAM-5 take SAM's two passes on one "
                      "step in five, GSAM adds the surrogate gap. Gain: paired by seed, mean +- std. Share of the gain: "
@@ -531,12 +499,6 @@ def paper_cpu_variants(path: Path) -> str:
     header = ["setting", "seeds", "test accuracy (%)", "gain over AdamW (points)", "share of SAM's gain kept",
               "cost per step (AdamW = 1)"]
     return f"{table(header, rows)}\n\n{note}\n\n" + _suite_source(path, cmd)
-
-
-def _ms(values: list[float], signed: bool = False) -> str:
-    mean = statistics.fmean(values)
-    text = f"{mean:+.1f}" if signed else f"{mean:.1f}"
-    return f"{text} +- {statistics.stdev(values):.1f}" if len(values) > 1 else text
 
 
 @renders("checkpoint_cost")

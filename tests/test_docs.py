@@ -110,19 +110,28 @@ def test_the_gpu_script_runs_real_benchmarks_with_flags_they_take() -> None:
     assert bad.returncode == 2 and "unknown argument --gpu" in bad.stderr
 
 
+def _write_tables(path: Path, cells: list[dict]) -> None:
+    """A made-up suite folder: its label_noise and variants tables built by the registered tables (what
+    ``sharpvision tables DIR`` writes), and one finished cell's summary for the source line."""
+    from sharpvision.experiments.tables import TABLES
+    results = {"cells": {str(i): c for i, c in enumerate(cells)}}
+    (path / "tables").mkdir(parents=True)
+    for name in ("label_noise", "variants"):
+        (path / "tables" / f"{name}.json").write_text(json.dumps(TABLES[name].build(results)))
+    (path / "cells" / "a").mkdir(parents=True)
+    (path / "cells" / "a" / "result.json").write_text(json.dumps({"summary": {"device": "cpu", "torch": "2"}}))
+
+
 def test_the_paper_cpu_views_pair_by_seed_and_leave_out_unpaired_cells(tmp_path: Path) -> None:
-    """The label-noise and variants views computed by hand on a made-up suite: gains paired by seed, a seed without
-    its partner left out, the share of SAM's gain as a ratio of mean gains."""
+    """The label-noise and variants tables computed by hand on a made-up suite: gains paired by seed, a seed without
+    its partner left out, the share of SAM's gain as a ratio of mean gains; the docs only format them."""
     def cell(setting: str, noise: str, seed: int, test: float, train: float = 0.9) -> dict:
         return {"labels": {"seed": str(seed), "model": "vit", "setting": setting, "data.fraction": "0.04",
                            "data.label_noise": noise}, "metrics": {"test_accuracy": test, "train_accuracy": train}}
-    cells = [cell("vanilla", "0.4", 0, 0.50, 0.80), cell("sam", "0.4", 0, 0.54, 0.70),
-             cell("vanilla", "0.4", 1, 0.60, 0.90), cell("sam", "0.4", 1, 0.62, 0.60),
-             cell("vanilla", "0.4", 2, 0.10),  # no SAM partner: left out
-             cell("sam5", "0.4", 0, 0.53), cell("sam5", "0.4", 1, 0.61)]
-    (tmp_path / "results.json").write_text(json.dumps({"cells": {str(i): c for i, c in enumerate(cells)}}))
-    (tmp_path / "cells" / "a").mkdir(parents=True)
-    (tmp_path / "cells" / "a" / "result.json").write_text(json.dumps({"summary": {"device": "cpu", "torch": "2"}}))
+    _write_tables(tmp_path, [cell("vanilla", "0.4", 0, 0.50, 0.80), cell("sam", "0.4", 0, 0.54, 0.70),
+                             cell("vanilla", "0.4", 1, 0.60, 0.90), cell("sam", "0.4", 1, 0.62, 0.60),
+                             cell("vanilla", "0.4", 2, 0.10),  # no SAM partner: left out
+                             cell("sam5", "0.4", 0, 0.53), cell("sam5", "0.4", 1, 0.61)])
     noise = figures.RENDERERS["paper_cpu:noise"](tmp_path)
     assert "| 40% | 2 | 55.0 +- 7.1 | 58.0 +- 5.7 | +3.0 +- 1.4 | 85.0 +- 7.1 | 65.0 +- 7.1 |" in noise
     variants = figures.RENDERERS["paper_cpu:variants"](tmp_path)
@@ -144,16 +153,18 @@ def test_the_noise_families_view_takes_its_clean_row_from_paper_cpu(tmp_path: Pa
               "noise_families_cpu": [cell("mixer", "vanilla", "0.4", s, a) for s, a in ((0, 0.50), (1, 0.60))]
               + [cell("mixer", "sam", "0.4", s, a) for s, a in ((0, 0.56), (1, 0.58))]}
     for name, cells in suites.items():
-        (tmp_path / name / "cells" / "a").mkdir(parents=True)
-        (tmp_path / name / "results.json").write_text(json.dumps({"cells": {str(i): c for i, c in enumerate(cells)}}))
-        (tmp_path / name / "cells" / "a" / "result.json").write_text(json.dumps({"summary": {"device": "cpu",
-                                                                                            "torch": "2"}}))
+        _write_tables(tmp_path / name, cells)
     monkeypatch.setattr(figures, "RESULTS", tmp_path)
     rows = [r for r in figures.RENDERERS["noise_families_cpu"](tmp_path / "noise_families_cpu").splitlines()
             if r.startswith("| `")]
     assert rows == ["| `mixer_micro` | 0% | 1 | 80.0 | 81.0 | +1.0 | 1/1 | 90.0 | 90.0 |",
                     "| `mixer_micro` | 40% | 2 | 55.0 +- 7.1 | 57.0 +- 1.4 | +2.0 +- 5.7 | 1/2 | 90.0 +- 0.0 | "
                     "90.0 +- 0.0 |"]
+
+
+def test_a_suite_without_its_table_says_which_command_writes_it(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="missing; run sharpvision tables"):
+        figures.RENDERERS["paper_cpu:noise"](tmp_path)
 
 
 def test_no_tracked_text_cites_a_tracker_number() -> None:
@@ -174,28 +185,28 @@ def test_no_tracked_text_cites_a_tracker_number() -> None:
 
 def _claims(**test: object) -> dict:
     base = {"compare": "gain mixer > gain vit", "a": {"mean": 0.01, "std": 0.01, "n": 3},
-            "b": {"mean": 0.0, "std": 0.01, "n": 3}, "p": 0.2, "verdict": "inconclusive"}
+            "b": {"mean": 0.0, "std": 0.01, "n": 3}, "p": 0.2, "verdict": "inconclusive", "paper": "+11.0 vs +5.3"}
     return {"suite": "s", "alpha": 0.05, "rule": "r", "claims": [
         {"id": "gain_by_family", "claim": "SAM's gain is largest for Mixer", "paper": "p", "verdict": "inconclusive",
          "tests": [base | test]}]}
 
 
 def test_the_claims_table_prefers_the_effect_and_its_interval_and_never_prints_a_non_finite_number() -> None:
-    """claims.json's effect and 95% CI (points) win over the means; a missing effect or an infinite mean reads "not
-    measured"; a log ratio says so; a smoke suite gets its banner; every row fits 120 columns."""
+    """claims.json's effect and 95% CI (points) and its paper value, formatted; a missing effect reads "not measured"
+    (the renderer computes nothing); a log ratio says so; a smoke suite gets its banner; every row fits 120 columns."""
     table = figures.claims_table
     with_ci = table(_claims(effect=1.234, ci=[-0.5, 2.9], unit="points", test="paired t", n=3, p=0.21))
     assert "| `gain mixer > gain vit` | +11.0 vs +5.3 | +1.2 [-0.5, +2.9], p = 0.21 | inconclusive |" in with_ci
     assert "[95% CI]" in with_ci.splitlines()[0]
-    assert "| +1.0, p = 0.2 |" in table(_claims())  # today's file: the means' difference in points, no interval
+    assert "| not measured |" in table(_claims())  # no effect in the file: never guessed from the means
     assert "not measured" in table(_claims(effect=None, ci=None, unit="points", n=3, p=None))
     infinite = table(_claims(a={"mean": float("inf"), "std": float("nan"), "n": 3}, p=None))
     assert "not measured" in infinite and "inf" not in infinite and "nan" not in infinite
     log = table(_claims(effect=-0.31, ci=[-0.52, -0.1], unit="log ratio", n=3, p=0.01))
     assert "-0.31 [-0.52, -0.10] log ratio, p = 0.01" in log
     assert "smoke test" in table(_claims() | {"smoke": True}).splitlines()[0]
-    long = _claims(effect=-12.345, ci=[-99.9, 99.9], unit="log ratio", n=3, p=0.5,
-                   compare="mixer: gain at fraction 0.01 > gain at 0.04")
+    long = _claims(effect=-12.345, ci=[-99.9, 99.9], unit="points", n=3, p=0.5, paper="not retrieved",
+                   compare="mixer: gain at fraction 0.01 > gain at 0.04")  # the longest comparison, as it is written
     long["claims"][0]["claim"] = ("SAM's gain grows as the data shrinks, and for ViT and Mixer SAM beats AUG on small "
                                   "data")
     assert all(len(row) <= 120 for row in table(long).splitlines())

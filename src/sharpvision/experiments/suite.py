@@ -100,6 +100,7 @@ class Suite:
     where: tuple[tuple[dict[str, str], tuple[str, ...]], ...] = ()  # (labels to match, overrides they set)
     claims: str = "paper"  # the claim set its report tests (sharpvision.experiments.claimsets)
     smoke: bool = False  # a test of the machinery: its numbers mean nothing
+    tables: tuple[str, ...] = ()  # the tables sharpvision tables writes for it (sharpvision.experiments.tables)
 
     def cells(self) -> list[Cell]:
         """Every grid's cells once, in a fixed order: the first axis varies slowest, then grid by grid."""
@@ -147,7 +148,7 @@ def load_suite(path: str | Path) -> Suite:
     if not isinstance(data, dict):
         raise SuiteError(f"suite {path}: expected a mapping with name, recipe and axes")
     keys = ("name", "recipe", "overrides", "axes", "analysis", "analysis_settings", "grids", "where", "claims",
-            "smoke")
+            "smoke", "tables")
     unknown = sorted(set(data) - set(keys))
     if unknown:
         raise SuiteError(f"suite {path}: unknown key(s) {', '.join(unknown)}; expected {', '.join(keys)}")
@@ -163,7 +164,8 @@ def load_suite(path: str | Path) -> Suite:
                   axes, tuple(_strings(path, "analysis", data.get("analysis", []))), data, grids,
                   _analysis_settings(path, data.get("analysis_settings", {})),
                   tuple(_where(path, i, rule, axes) for i, rule in enumerate(_list(path, "where", data))),
-                  _claim_set(path, data.get("claims", "paper")), data.get("smoke", False))
+                  _claim_set(path, data.get("claims", "paper")), data.get("smoke", False),
+                  _tables(path, _strings(path, "tables", data.get("tables", []))))
     _check(path, suite)
     return suite
 
@@ -284,6 +286,14 @@ def _claim_set(path: Path, name: Any) -> str:
     if name not in CLAIM_SETS:
         raise SuiteError(f"suite {path}: claims {name!r} unknown; choose from {', '.join(CLAIM_SETS)}")
     return name
+
+
+def _tables(path: Path, names: list[str]) -> tuple[str, ...]:
+    from sharpvision.experiments.tables import TABLES
+    unknown = [n for n in names if n not in TABLES]
+    if unknown:
+        raise SuiteError(f"suite {path}: tables {', '.join(unknown)} unknown; choose from {', '.join(TABLES)}")
+    return tuple(names)
 
 
 def _analysis_settings(path: Path, value: Any) -> dict[str, Any]:
