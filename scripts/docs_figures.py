@@ -399,10 +399,10 @@ def _suite_source(path: Path, cmd: str) -> str:
 
 
 def _table(path: Path, name: str) -> dict[str, Any]:
-    """A suite's table (``sharpvision tables DIR`` writes ``DIR/tables/NAME.json``)."""
+    """A suite's table (``sharpvision report DIR`` writes ``DIR/tables/NAME.json``)."""
     file = path / "tables" / f"{name}.json"
     if not file.is_file():
-        raise ValueError(f"{file}: missing; run sharpvision tables {path}")
+        raise ValueError(f"{file}: missing; run sharpvision report {path}")
     return load(file)
 
 

@@ -112,7 +112,7 @@ def test_the_gpu_script_runs_real_benchmarks_with_flags_they_take() -> None:
 
 def _write_tables(path: Path, cells: list[dict]) -> None:
     """A made-up suite folder: its label_noise and variants tables built by the registered tables (what
-    ``sharpvision tables DIR`` writes), and one finished cell's summary for the source line."""
+    ``sharpvision report DIR`` writes), and one finished cell's summary for the source line."""
     from sharpvision.experiments.tables import TABLES
     results = {"cells": {str(i): c for i, c in enumerate(cells)}}
     (path / "tables").mkdir(parents=True)
@@ -163,7 +163,7 @@ def test_the_noise_families_view_takes_its_clean_row_from_paper_cpu(tmp_path: Pa
 
 
 def test_a_suite_without_its_table_says_which_command_writes_it(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="missing; run sharpvision tables"):
+    with pytest.raises(ValueError, match="missing; run sharpvision report"):
         figures.RENDERERS["paper_cpu:noise"](tmp_path)
 
 

@@ -100,7 +100,7 @@ class Suite:
     where: tuple[tuple[dict[str, str], tuple[str, ...]], ...] = ()  # (labels to match, overrides they set)
     claims: str = "paper"  # the claim set its report tests (sharpvision.experiments.claimsets)
     smoke: bool = False  # a test of the machinery: its numbers mean nothing
-    tables: tuple[str, ...] = ()  # the tables sharpvision tables writes for it (sharpvision.experiments.tables)
+    tables: tuple[str, ...] = ()  # the tables its report writes (sharpvision.experiments.tables)
 
     def cells(self) -> list[Cell]:
         """Every grid's cells once, in a fixed order: the first axis varies slowest, then grid by grid."""

@@ -1,7 +1,8 @@
 """``sharpvision report``: a suite directory (``sharpvision reproduce``'s) or run directories as ``report.md`` and
 one self-contained ``report.html`` (figures embedded, style inline: it reads offline), with the figures in
-``figures/`` and, for a suite, the claims' verdicts in ``claims.json`` and ``results.json`` brought up to date with
-the finished cells (shards write it only when they end).
+``figures/`` and, for a suite, the claims' verdicts in ``claims.json``, the tables the suite names in
+``DIR/tables/`` (sharpvision.experiments.tables) and ``results.json`` brought up to date with the finished cells
+(shards write it only when they end).
 
 Every input is checked before anything is written, so a wrong directory leaves no half report behind.
 """
@@ -12,6 +13,7 @@ import json
 from pathlib import Path
 
 from sharpvision.errors import SharpvisionError
+from sharpvision.experiments import tables as suite_tables
 from sharpvision.experiments.aggregate import write_results
 from sharpvision.experiments.claimsets import evaluate_suite
 from sharpvision.report import runs as report_runs
@@ -66,7 +68,7 @@ def _suite(root: Path, out: Path, pair: str | None) -> list[Path]:
                               json.loads(earlier.read_text()) if earlier.is_file() else None)
     blocks = report_suite.blocks(data, verdicts, pair or next(iter(models), None), _figures(out), str(root))
     (out / "claims.json").write_text(json.dumps(verdicts, indent=2, allow_nan=False) + "\n")
-    return [*_write(out, blocks), out / "claims.json", write_results(root, data.results)]
+    return [*_write(out, blocks), out / "claims.json", write_results(root, data.results), *suite_tables.write(root)]
 
 
 def _figures(out: Path) -> Path:

@@ -1,5 +1,5 @@
 """Tables computed from a suite's finished cells, registered by name: a suite names the ones it produces
-(``tables:`` in its YAML) and ``sharpvision tables DIR`` writes each to ``DIR/tables/NAME.json``, where the docs
+(``tables:`` in its YAML) and ``sharpvision report DIR`` writes each to ``DIR/tables/NAME.json``, where the docs
 read them (scripts/docs_figures.py formats them and computes nothing).
 
 A table is a function of the suite's aggregate (``sharpvision.experiments.aggregate``: its cells' labels and
