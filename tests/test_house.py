@@ -22,17 +22,21 @@ from sharpvision.cli import main
 SRC = ROOT / "src" / "sharpvision"
 SMALL = ["data.subset_train=128", "data.subset_test=64", "schedule.epochs=1", "train.log_every=1"]
 
-# Lower layers never import higher ones. train uses analysis (lambda_max during training) and evaluate (test
-# accuracy), never the reverse; everything below them is shared by all three.
+# Lower layers never import higher ones. A run's task (tasks) is asked by open_run (runs), which eval and analyze
+# open runs with; train uses analysis (lambda_max during training) and evaluate (test accuracy), never the reverse;
+# commands (prune) make runs with all of them; the report reads the suites (experiments).
 LAYERS = [
-    {"errors"},
+    {"errors", "stats", "paper"},
     {"config"},
     {"passes", "checkpoint", "figures"},
     {"flops", "memory", "models", "optim", "data"},
     {"runtime"},
+    {"tasks"},
+    {"runs"},
     {"analysis", "evaluate"},
     {"train"},
-    {"experiments", "demo"},
+    {"experiments", "demo", "commands"},
+    {"report"},
     {"cli"},
 ]
 

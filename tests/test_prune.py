@@ -16,11 +16,11 @@ from sharpvision import config, models
 from sharpvision.analysis import active_neuron_fraction
 from sharpvision.analysis.sparsity import unit_activity
 from sharpvision.cli import main
+from sharpvision.commands.prune import PruneError, prune_run
 from sharpvision.evaluate.run import evaluate_run
 from sharpvision.flops import forward_flops
 from sharpvision.models.prune import keep_top, magnitude_scores, prunable, shrink, shrink_to
 from sharpvision.train import train
-from sharpvision.train.prune import PruneError, prune_run
 
 MICRO = ["vit_micro", "mixer_micro", "resnet_micro", "convnext_micro"]
 EXPECTED = {"vit_micro": ("blocks.0.mlp", 4), "mixer_micro": ("blocks.0.mlp_tokens", 8),

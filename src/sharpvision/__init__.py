@@ -12,7 +12,7 @@ from typing import Any
 
 __version__ = "0.1.0"
 _SUBPACKAGES = ("analysis", "checkpoint", "config", "data", "errors", "evaluate", "flops", "models", "optim",
-                "passes", "runtime", "train")
+                "passes", "runs", "runtime", "tasks", "train")
 __all__ = [*_SUBPACKAGES, "__version__"]
 
 

@@ -42,12 +42,12 @@ def _run(cfg: svconfig.Config, args: argparse.Namespace) -> int:
 
 
 def cmd_finetune(args: argparse.Namespace) -> int:
-    from sharpvision.train import finetune_recipe
+    from sharpvision.tasks import finetune_recipe
     return _run(finetune_recipe(args.source, args.data, args.mode, args.recipe, args.overrides), args)
 
 
 def cmd_prune(args: argparse.Namespace) -> int:
-    from sharpvision.train.prune import prune_run
+    from sharpvision.commands.prune import prune_run
     default = f"{Path(args.target).resolve()}-pruned{round(100 * args.amount)}-{args.by}"
     out = Path(args.out) if args.out else Path(default)
     s = prune_run(args.target, out, args.amount, args.by, sample=args.sample, seed=args.seed,

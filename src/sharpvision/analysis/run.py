@@ -17,14 +17,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from sharpvision import checkpoint as ckpt
 from sharpvision import config as svconfig
 from sharpvision import data as svdata
 from sharpvision import models
 from sharpvision.analysis import attention, flatness, hessian, landscape, norms, ntk, plots, sparsity
 from sharpvision.analysis.core import Batches, sample_batches
 from sharpvision.config import ConfigError
-from sharpvision.runtime import Runtime, device_name, seeded
+from sharpvision.runs import open_run
+from sharpvision.runtime import device_name
 
 
 @dataclasses.dataclass
@@ -42,21 +42,9 @@ class Subject:
 
 def load_subject(target: str | Path) -> Subject:
     """The model of a run directory (its last checkpoint) or of a checkpoint file, in eval mode."""
-    target = Path(target)
-    saved = ckpt.load(target)
-    cfg = svconfig.from_dict(saved.config)
-    if cfg.task == "contrastive":  # every piece here measures the classification loss or its classifier's blocks
-        raise ckpt.CheckpointError(f"{target}: a contrastive pre-training run has no classification loss to analyse; "
-                                   f"fine-tune or probe it first (sharpvision finetune {target})")
-    rt = Runtime.from_config(cfg)
-    with seeded(cfg.seed):  # the same draws as training, so ``init`` is the run's; the caller's streams are kept
-        bundle = svdata.build_datasets(cfg.data, label_smoothing=cfg.train.label_smoothing)
-        init = models.from_config(cfg, bundle).to(rt.device).eval()
-        model = models.from_config(cfg, bundle).eval()  # its random init is replaced by the checkpoint's weights
-    ckpt.fit(model, saved.model, saved.path, f"model {cfg.model.name!r}")
-    model.to(rt.device)
-    name = saved.path.parent.parent.name  # runs/<name>/checkpoints/step_N
-    return Subject(name, cfg, model, init, bundle, rt.device, saved.manifest["epoch"])
+    # every piece measures the classification loss or its classifier's blocks: a run without one is refused
+    run = open_run(target, purpose="analyse", keep_init=True)  # init: rebuilt with the run's seed, as training did
+    return Subject(run.name, run.cfg, run.model, run.init, run.bundle, run.rt.device, run.epoch)
 
 
 @dataclasses.dataclass(frozen=True)

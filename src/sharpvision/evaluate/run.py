@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 
-from sharpvision import checkpoint as ckpt
-from sharpvision import config as svconfig
 from sharpvision import data as svdata
-from sharpvision import models
 from sharpvision.evaluate import corruptions, mnist_c, plots
 from sharpvision.evaluate.accuracy import evaluate
 from sharpvision.evaluate.adversarial import (
@@ -24,30 +20,11 @@ from sharpvision.evaluate.adversarial import (
     robust_accuracy,
     to_pixels,
 )
-from sharpvision.runtime import Runtime, device_name
+from sharpvision.runs import Run, open_run
 
 
-@dataclass
-class Loaded:
-    """A checkpoint's model with its recipe, data and runtime: what every evaluation of a run starts from."""
-
-    saved: ckpt.Checkpoint
-    cfg: svconfig.Config
-    rt: Runtime
-    bundle: svdata.DataBundle
-    model: nn.Module
-    ema: bool
-
-    @property
-    def run_dir(self) -> Path:
-        """runs/NAME/checkpoints/step_N -> runs/NAME (where ``eval/`` goes)."""
-        return self.saved.path.parent.parent
-
-    def header(self, command: str | None) -> dict[str, Any]:
-        """What a result file records about where it came from."""
-        return {"checkpoint": str(self.saved.path), "model": self.cfg.model.name,
-                "epoch": self.saved.manifest["epoch"], "ema": self.ema, "device": device_name(self.rt.device),
-                "torch": torch.__version__, "command": command}
+class Loaded(Run):
+    """A run opened for evaluation (:func:`sharpvision.runs.open_run`), with its test set as batches."""
 
     def test_batches(self, subset: int | None = None) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """The test set in order, its first ``subset`` examples when given (read once, reused by every attack)."""
@@ -61,24 +38,8 @@ class Loaded:
 
 def load(target: str | Path, ema: bool = False, overrides: list[str] | None = None) -> Loaded:
     """The model of ``target`` (a run directory or a checkpoint folder) with its own recipe, on its device."""
-    saved = ckpt.load(target)
-    cfg = svconfig.from_dict(svconfig.apply_overrides(saved.config, overrides or []))
-    if cfg.task == "contrastive":
-        raise ckpt.CheckpointError(f"{target}: a contrastive pre-training run has no classifier to evaluate; probe "
-                                   f"or fine-tune it first (sharpvision finetune {target} --mode linear)")
-    rt = Runtime.from_config(cfg)
-    bundle = svdata.build_datasets(cfg.data)
-    model = models.from_config(cfg, bundle)
-    if ema:
-        if saved.ema is None:
-            raise ckpt.CheckpointError(f"checkpoint {saved.path}: the run kept no EMA weights (train.ema_decay was "
-                                       "off)")
-        weights = {k.removeprefix("module."): v for k, v in saved.ema.items() if k.startswith("module.")}
-    else:
-        weights = saved.model
-    ckpt.fit(model, weights, saved.path, f"model {cfg.model.name!r}")
-    model.to(rt.device).eval()
-    return Loaded(saved, cfg, rt, bundle, model, ema)
+    run = open_run(target, ema, overrides or (), purpose="evaluate")
+    return Loaded(**{f.name: getattr(run, f.name) for f in dataclasses.fields(run)})
 
 
 def check_request(corruption_names: str | list[str] | None = None, severities: list[int] | None = None,
@@ -109,8 +70,8 @@ def evaluate_run(target: str | Path, ema: bool = False, overrides: list[str] | N
     """Test loss and accuracy of ``target`` (a run directory or a checkpoint folder) with its own recipe."""
     run = load(target, ema, overrides)
     metrics = evaluate(run.model, svdata.eval_loader(run.bundle.test, run.cfg.data), run.rt.device, run.rt.autocast)
-    return {"checkpoint": str(run.saved.path), "model": run.cfg.model.name, "epoch": run.saved.manifest["epoch"],
-            "ema": ema, "test_loss": metrics["loss"], "test_accuracy": metrics["accuracy"], "n": metrics["n"]}
+    return {"checkpoint": str(run.saved.path), "model": run.cfg.model.name, "epoch": run.epoch, "ema": ema,
+            "test_loss": metrics["loss"], "test_accuracy": metrics["accuracy"], "n": metrics["n"]}
 
 
 def attack_run(run: Loaded, attack: str, eps: list[float], out: Path | None = None, norm: str = "linf",

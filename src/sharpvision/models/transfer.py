@@ -56,9 +56,9 @@ def read_source(source: str | Path, ema: bool = False) -> SourceWeights:
                 "epoch": saved.manifest.get("epoch"), "step": saved.manifest.get("step"),
                 "sha256": saved.manifest["sha256"][file], "ema": ema}
         weights = saved.ema if ema else saved.model
-        if saved.config.get("task") == "contrastive":  # its backbone; the projection head stays behind
-            weights = {k.removeprefix(BACKBONE): v for k, v in weights.items() if k.startswith(BACKBONE)}
-            info["task"] = "contrastive"
+        if {k.split(".", 1)[0] for k in weights} == {BACKBONE.rstrip("."), "proj"}:  # a ContrastiveNet's weights:
+            weights = {k.removeprefix(BACKBONE): v for k, v in weights.items() if k.startswith(BACKBONE)}  # backbone
+            info["task"] = saved.config.get("task")  # only; the projection head stays behind
         return SourceWeights(weights, saved.config["model"]["name"], info)
     if path.suffix not in WEIGHT_FILES:
         raise TransferError(f"finetune.source {source}: not a run directory, a checkpoint folder or a weights file "

@@ -26,7 +26,6 @@ from sharpvision.errors import SharpvisionError
 from sharpvision.evaluate import evaluate
 from sharpvision.evaluate.knn import knn_accuracy
 from sharpvision.flops import passes_in_steps
-from sharpvision.models.contrastive import pair_targets
 from sharpvision.optim import SAM
 from sharpvision.runtime import Runtime, device_name, threads
 from sharpvision.train import distributed
@@ -122,7 +121,7 @@ def measure(s: Session, epoch: int) -> dict[str, float]:
     asked (a loose tolerance on a fixed sample, in eval mode with its own RNG: training is unaffected)."""
     out: dict[str, float] = {}
     final = epoch + 1 == s.cfg.schedule.epochs
-    if s.cfg.task == "contrastive":
+    if not s.task.evaluable:  # no classifier (sharpvision.tasks): its figure is the kNN accuracy of its features
         if (epoch + 1) % s.cfg.train.eval_every == 0 or final:
             out |= _knn(s)
         return out
@@ -177,8 +176,7 @@ def _knn(s: Session) -> dict[str, float]:
 def _step(s: Session, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """One optimizer step on a batch; returns the loss, the logits and the hard labels (before mixup)."""
     x, y = s.rt.to_device(x), y.to(s.rt.device, non_blocking=True)
-    if s.cfg.task == "contrastive":  # the targets are each view's positive (sharpvision.models.contrastive)
-        y = pair_targets(2 * len(x), s.rt.device)
+    y = s.task.targets(x, y)  # class labels; a contrastive run's: each view's positive
     hard = y
     if s.mixup is not None:
         x, y = s.mixup(x, y)
@@ -297,7 +295,7 @@ def _summary(s: Session, last: dict[str, Any]) -> dict[str, Any]:
         "model": cfg.model.name,
         "optimizer": _optimizer_name(cfg, s.optimizer),
         **({"adversarial": describe_adv(cfg.adv)} if cfg.adv.method != "none" else {}),  # train_* are on its inputs
-        **({"finetune": _finetune_record(s)} if cfg.finetune.source or cfg.finetune.mode == "linear" else {}),
+        **s.task.record(cfg, s.model, s.run.source),  # a fine-tune's mode, trainable parameters and source
         "params": sum(p.numel() for p in s.model.parameters()),
         "epochs": state.epoch,
         "steps": state.step,
@@ -329,13 +327,6 @@ def _first_missing(path: Path) -> Path | None:
             return missing
         missing = folder
     return missing
-
-
-def _finetune_record(s: Session) -> dict[str, Any]:
-    """How a fine-tune or linear probe started: its mode, trainable parameters and source (None: a probe of random
-    features, the baseline a probe of trained ones is compared with)."""
-    return {"mode": s.cfg.finetune.mode, "trainable_params": sum(p.numel() for p in s.model.parameters()
-                                                                 if p.requires_grad), "source": s.run.source}
 
 
 def read_summary(run_dir: str | Path) -> dict[str, Any]:

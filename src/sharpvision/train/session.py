@@ -19,12 +19,11 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from sharpvision import checkpoint as ckpt
 from sharpvision import data as svdata
-from sharpvision import models
 from sharpvision.analysis.core import Batches, sample_batches
 from sharpvision.config import Config, ConfigError
-from sharpvision.models.transfer import TransferError, fit_source, freeze_backbone, read_source
 from sharpvision.optim import build_optimizer, build_scheduler
 from sharpvision.runtime import Runtime, seed_everything
+from sharpvision.tasks import Task, task_of
 from sharpvision.train import distributed
 from sharpvision.train.adversarial import pgd_adversary
 from sharpvision.train.logging import MetricLogger
@@ -38,6 +37,7 @@ class Session:
     """A run being trained: what every step, evaluation and checkpoint uses."""
 
     cfg: Config
+    task: Task  # what the run trains: its targets, what it measures and records (sharpvision.tasks)
     rt: Runtime
     dist: distributed.Dist
     run: RunDir
@@ -65,15 +65,15 @@ class Session:
 
 def build_session(cfg: Config, run: RunDir, resume: bool, progress: bool, rt: Runtime,
                   d: distributed.Dist) -> Session:
-    """Data, model (rank 0's weights everywhere), optimizer, schedule, EMA, step; restored when resuming."""
+    """Data, model (rank 0's weights everywhere), optimizer, schedule, EMA, step; restored when resuming. The
+    run's task (sharpvision.tasks) builds the data and the model and starts it (a fine-tune's source weights)."""
     seed_everything(cfg.seed)
-    bundle = svdata.build_datasets(cfg.data, label_smoothing=cfg.train.label_smoothing,
-                                   contrastive=cfg.contrastive if cfg.task == "contrastive" else None)
-    model = models.from_config(cfg, bundle)
-    if cfg.finetune.source and not (resume and run.has_checkpoint):  # a resumed run's weights come from its own
-        run.source = start_from_source(cfg, model)
-    if cfg.finetune.mode == "linear":
-        freeze_backbone(model)
+    task = task_of(cfg)
+    bundle = task.build_data(cfg)
+    model = task.build_model(cfg, bundle)
+    source = task.start(cfg, model, fresh=not (resume and run.has_checkpoint))  # a resumed run has its own weights
+    if source is not None:
+        run.source = source
     model = model.to(rt.device)
     model = rt.prepare(cfg, model, torch.zeros(2, bundle.in_chans, bundle.img_size, bundle.img_size))
     if d.rank:  # the weights are rank 0's (DDP broadcasts them); dropout and augmentation draws differ per worker
@@ -83,7 +83,7 @@ def build_session(cfg: Config, run: RunDir, resume: bool, progress: bool, rt: Ru
     scheduler = build_scheduler(optimizer, cfg.schedule, steps_per_epoch)
     ema = (AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.train.ema_decay), use_buffers=True)
            if cfg.train.ema_decay else None)
-    step, m = _step_fn(cfg, model, optimizer, scheduler, bundle, rt, d)
+    step, m = _step_fn(cfg, task, model, optimizer, scheduler, bundle, rt, d)
     state = LoopState()
     if resume and run.has_checkpoint:
         state = LoopState.from_dict(run.restore(model, optimizer, scheduler, ema, d.rank))
@@ -92,24 +92,18 @@ def build_session(cfg: Config, run: RunDir, resume: bool, progress: bool, rt: Ru
                                       cfg.data.eval_batch_size, seed=cfg.seed, device=rt.device)
                        if cfg.train.lambda_max_every or cfg.train.matched_loss else None)
     loaders = svdata.Loaders.build(bundle, cfg.data, cfg.seed, rt.device, d.rank, d.world)  # on the GPU if it pays
-    return Session(cfg, rt, d, run, model, optimizer, scheduler, ema, step, m, bundle.mixup, loaders, logger,
+    return Session(cfg, task, rt, d, run, model, optimizer, scheduler, ema, step, m, bundle.mixup, loaders, logger,
                    steps_per_epoch, state, lambda_max_data, progress)
 
 
-def start_from_source(cfg: Config, model: nn.Module) -> dict[str, Any]:
-    """Load ``finetune.source`` into the freshly built model; returns what the manifest records of it."""
-    src = read_source(cfg.finetune.source, cfg.finetune.ema)
-    if src.model_name is not None and src.model_name != cfg.model.name:
-        raise TransferError(f"finetune.source {cfg.finetune.source}: it trained {src.model_name!r} but model.name is "
-                            f"{cfg.model.name!r}; set model.name={src.model_name}")
-    return {**src.info, "model": src.model_name or cfg.model.name, "adapted": fit_source(model, src, cfg.finetune)}
-
-
-def _step_fn(cfg: Config, model: nn.Module, optimizer: Any, scheduler: Any, bundle: svdata.DataBundle, rt: Runtime,
-             d: distributed.Dist) -> tuple[StepFn, int]:
+def _step_fn(cfg: Config, task: Task, model: nn.Module, optimizer: Any, scheduler: Any, bundle: svdata.DataBundle,
+             rt: Runtime, d: distributed.Dist) -> tuple[StepFn, int]:
     """The training step (SAM's two passes or one, after an attack under ``adv``), through DDP and torch.compile
     when asked; and m."""
-    loss_fn = nn.CrossEntropyLoss(label_smoothing=_label_smoothing(cfg, bundle, d))
+    if d.main:
+        for note in task.notes(cfg):  # settings of the recipe the task leaves out, said once
+            print(note, file=sys.stderr)
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=task.label_smoothing(cfg, bundle.mixup is not None))
     ddp = (DistributedDataParallel(model, device_ids=[rt.device.index] if rt.device.type == "cuda" else None)
            if d.active else None)
     # the compiled module shares the model's parameters; evaluation and checkpoints use the model itself
@@ -122,19 +116,6 @@ def _step_fn(cfg: Config, model: nn.Module, optimizer: Any, scheduler: Any, bund
                      sam_every=cfg.optim.sam_every, step_index=lambda: scheduler.last_epoch,  # restored on resume
                      adversary=adversary)
     return step, m
-
-
-def _label_smoothing(cfg: Config, bundle: svdata.DataBundle, d: distributed.Dist) -> float:
-    """The loss's label smoothing. Soft (mixup) targets carry their own, set in the data bundle. NT-Xent has none:
-    its targets are each view's other view, and smoothing would put weight on the masked (-inf) self-similarity,
-    an infinite loss; a contrastive run leaves it out and says so once, so shared recipes (micro.yaml sets 0.1)
-    still pre-train as written."""
-    if cfg.task == "contrastive":
-        if cfg.train.label_smoothing and d.main:
-            print(f"note: train.label_smoothing={cfg.train.label_smoothing:g} is not applied to the contrastive "
-                  "(NT-Xent) loss; it smooths class labels, which pre-training does not use", file=sys.stderr)
-        return 0.0
-    return 0.0 if bundle.mixup else cfg.train.label_smoothing
 
 
 def _steps_per_epoch(n_train: int, cfg: Config) -> int:

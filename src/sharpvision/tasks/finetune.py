@@ -1,24 +1,63 @@
-"""Fine-tuning and linear probes as recipes: the recipe of a run that starts from a source's weights.
+"""``finetune``: a classifier that starts from trained weights (``finetune.source``: a run, a checkpoint or a timm
+weights file), all of it learning (``finetune.mode: full``) or only a new classifier on frozen features
+(``linear``, a probe; without a source, the random-features baseline a probe is compared with).
 
-A fine-tune is an ordinary training run (same loop, checkpoints, exact resume, DDP) whose model starts from
-``finetune.source``; :func:`finetune_recipe` writes that recipe from the source run's own, so a user only names the
-source and the new data.
+A fine-tune is an ordinary training run (same loop, checkpoints, exact resume, DDP); :func:`finetune_recipe` writes
+its recipe from the source run's own, so a user only names the source and the new data. The weights are read and
+fitted to the new model (new head, resampled position embeddings, adapted stem) by
+:mod:`sharpvision.models.transfer`.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from torch import nn
 
 from sharpvision import checkpoint as ckpt
 from sharpvision import config as svconfig
 from sharpvision.config import Config, ConfigError
-from sharpvision.models.transfer import WEIGHT_FILES, TransferError
+from sharpvision.models.transfer import WEIGHT_FILES, TransferError, fit_source, freeze_backbone, read_source
+from sharpvision.tasks.task import CLASSIFY, Task
 
 # data fields a fine-tune keeps from its source's recipe; the rest of ``data`` starts from the defaults (the source's
 # fraction, label noise or class subset describe the source's data, not the new one)
 KEPT_DATA = ("batch_size", "eval_batch_size", "loader", "num_workers", "augment")
+
+
+@dataclass(frozen=True)
+class Finetune(Task):
+    def selects(self, cfg: Config) -> bool:
+        return cfg.task == CLASSIFY.name and (bool(cfg.finetune.source) or cfg.finetune.mode == "linear")
+
+    def start(self, cfg: Config, model: nn.Module, fresh: bool) -> dict[str, Any] | None:
+        """A fresh run loads its source (a resumed one has its own weights); a probe's backbone is frozen every
+        time the model is built for training."""
+        source = start_from_source(cfg, model) if cfg.finetune.source and fresh else None
+        if cfg.finetune.mode == "linear":
+            freeze_backbone(model)
+        return source
+
+    def record(self, cfg: Config, model: nn.Module, source: dict[str, Any] | None) -> dict[str, Any]:
+        """Its mode, trainable parameters and source (None: a probe of random features)."""
+        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        return {"finetune": {"mode": cfg.finetune.mode, "trainable_params": trainable, "source": source}}
+
+
+FINETUNE = Finetune("finetune", "a classifier started from a source's weights (finetune.source), fully or as a "
+                    "linear probe on frozen features (finetune.mode); test accuracy")
+
+
+def start_from_source(cfg: Config, model: nn.Module) -> dict[str, Any]:
+    """Load ``finetune.source`` into the freshly built model; returns what the manifest records of it."""
+    src = read_source(cfg.finetune.source, cfg.finetune.ema)
+    if src.model_name is not None and src.model_name != cfg.model.name:
+        raise TransferError(f"finetune.source {cfg.finetune.source}: it trained {src.model_name!r} but model.name is "
+                            f"{cfg.model.name!r}; set model.name={src.model_name}")
+    return {**src.info, "model": src.model_name or cfg.model.name, "adapted": fit_source(model, src, cfg.finetune)}
 
 
 def finetune_recipe(source: str | Path, dataset: str | None = None, mode: str = "full",
@@ -34,7 +73,7 @@ def finetune_recipe(source: str | Path, dataset: str | None = None, mode: str = 
         kept = {k: base["data"][k] for k in KEPT_DATA}
         base["data"] = {**kept, "dataset": base["data"]["dataset"]}
         base["adv"] = {}
-        base["task"], base["contrastive"] = "classify", {}  # a contrastive source is fine-tuned as a classifier
+        base["task"], base["contrastive"] = CLASSIFY.name, {}  # a contrastive source is fine-tuned as a classifier
     if dataset is not None:
         base["data"]["dataset"] = dataset
     label = base["data"].get("dataset", "fashion_mnist")

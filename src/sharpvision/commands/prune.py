@@ -3,14 +3,13 @@ fine-tuned.
 
 Units are ranked per width by how often they fire on a calibration sample of the training set (``activity``, the
 measure behind Chen et al.'s active-neuron figures) or by their weights' norm (``magnitude``), and the lowest
-``amount`` of every width is removed (:mod:`sharpvision.models.prune`). The pruned directory is a normal run
-directory whose recipe records the widths (``model.widths``), so ``eval``, ``analyze``, ``finetune`` and the library
-load it like any run.
+``amount`` of every width is removed (:mod:`sharpvision.models.prune`). The cut model and its recipe come from the
+``prune`` task (:mod:`sharpvision.tasks.prune`): the pruned directory is a normal run directory whose recipe records
+the widths (``model.widths``), so ``eval``, ``analyze``, ``finetune`` and the library load it like any run.
 """
 
 from __future__ import annotations
 
-import copy
 import json
 import shutil
 import tempfile
@@ -23,16 +22,16 @@ import torch
 from sharpvision import checkpoint as ckpt
 from sharpvision import config as svconfig
 from sharpvision import data as svdata
-from sharpvision import models
 from sharpvision.analysis.core import sample_batches
 from sharpvision.analysis.sparsity import unit_activity
 from sharpvision.errors import SharpvisionError
 from sharpvision.evaluate import evaluate
-from sharpvision.evaluate import run as evaluation
 from sharpvision.flops import forward_flops
-from sharpvision.models.prune import keep_top, magnitude_scores, prunable, shrink
+from sharpvision.models.prune import keep_top, magnitude_scores, prunable
+from sharpvision.runs import open_run
 from sharpvision.runtime import device_name
-from sharpvision.train.loop import read_summary, train
+from sharpvision.tasks import PRUNE
+from sharpvision.train import read_summary, train
 from sharpvision.train.rundir import versions
 
 CRITERIA = ("activity", "magnitude")
@@ -66,7 +65,7 @@ def prune_run(target: str | Path, out: str | Path, amount: float, by: str = "act
 
 def _write_pruned(target: str | Path, out: Path, amount: float, by: str, sample: int, seed: int,
                   command: str | None) -> None:
-    run = evaluation.load(target)
+    run = open_run(target, purpose="prune")
     model, cfg, bundle, device = run.model, run.cfg, run.bundle, run.rt.device
     widths = prunable(model)
     if not widths:
@@ -80,14 +79,9 @@ def _write_pruned(target: str | Path, out: Path, amount: float, by: str, sample:
         keep = keep_top(activity, amount, tiebreak=magnitude)
     else:
         keep = keep_top(magnitude, amount)
-    pruned = shrink(copy.deepcopy(model), keep)
+    pruned = PRUNE.cut(model, keep)
     seconds = time.perf_counter() - start
-    recipe = cfg.to_dict()
-    recipe["model"]["widths"] = {n: len(idx) for n, idx in keep.items()}
-    recipe["name"] = f"{cfg.name}-pruned{round(100 * amount)}-{by}"
-    new_cfg = svconfig.from_dict(recipe)
-    rebuilt = models.from_config(new_cfg, bundle)  # the recipe alone rebuilds it: what eval and analyze will do
-    ckpt.fit(rebuilt, pruned.state_dict(), out, f"the pruned {cfg.model.name}")
+    new_cfg = PRUNE.recipe(cfg, pruned, keep, bundle, amount, by, out)
     example = torch.zeros(1, bundle.in_chans, bundle.img_size, bundle.img_size, device=device)
     loader = svdata.eval_loader(bundle.test, cfg.data)
     before, after = (evaluate(m, loader, device, run.rt.autocast) for m in (model, pruned))
@@ -124,11 +118,6 @@ def _write_dir(out: Path, cfg: svconfig.Config, model: torch.nn.Module, source: 
 
 def _finetune(pruned: Path, epochs: int, progress: bool) -> dict[str, Any]:
     """A short full fine-tune of the pruned model on the source's data and recipe (``pruned/finetune``)."""
-    recipe = svconfig.load(pruned / "config.yaml").to_dict()
-    recipe["name"] = f"{recipe['name']}-ft"
-    recipe["finetune"] = {"source": str(pruned), "mode": "full", "head": "keep"}
-    recipe["schedule"] = {**recipe["schedule"], "epochs": epochs,
-                          "warmup_epochs": min(recipe["schedule"]["warmup_epochs"], epochs / 4)}
     run = pruned / "finetune"
-    result = train(svconfig.from_dict(recipe), run, resume=run.exists(), progress=progress)
+    result = train(PRUNE.finetune_recipe(pruned, epochs), run, resume=run.exists(), progress=progress)
     return {"run_dir": str(run), "epochs": epochs, "test_accuracy": result["test_accuracy"]}
