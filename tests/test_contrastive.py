@@ -17,7 +17,7 @@ from sharpvision.config import ConfigError, ContrastiveConfig, DataConfig
 from sharpvision.data.transforms import TwoViews, contrastive_transform
 from sharpvision.evaluate.knn import knn_accuracy
 from sharpvision.models.contrastive import ContrastiveNet, pair_targets
-from sharpvision.models.transfer import read_source
+from sharpvision.models.finetune import read_source
 from sharpvision.train import finetune_recipe, train
 
 RUN = [*FAST, "schedule.epochs=2", "task=contrastive", "train.eval_every=1"]

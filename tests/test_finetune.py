@@ -18,7 +18,7 @@ from sharpvision.cli import main
 from sharpvision.config import FinetuneConfig
 from sharpvision.data import build_datasets
 from sharpvision.data.datasets import _digits, select_classes
-from sharpvision.models.transfer import TransferError, fit_source, freeze_backbone, read_source
+from sharpvision.models.finetune import FinetuneError, fit_source, freeze_backbone, read_source
 from sharpvision.runtime import seed_everything
 from sharpvision.train import finetune_recipe, train
 
@@ -82,7 +82,7 @@ def test_keeping_the_head_needs_it_to_fit(source_run: Path) -> None:
     fit_source(same, src, FinetuneConfig(source=str(source_run), head="keep"))
     assert torch.equal(same.head.weight, src.weights["head.weight"])
     other = models.create("vit_micro", num_classes=7, img_size=28, in_chans=1)
-    with pytest.raises(TransferError, match="finetune.head: 'keep' needs .* use finetune.head=new"):
+    with pytest.raises(FinetuneError, match="finetune.head: 'keep' needs .* use finetune.head=new"):
         fit_source(other, src, FinetuneConfig(source=str(source_run), head="keep"))
 
 
@@ -171,7 +171,7 @@ def test_a_timm_style_weights_file_works_and_a_pickle_is_refused(source_run: Pat
     assert src.model_name is None and set(src.weights) == set(weights)
     evil = tmp_path / "evil.pth"
     torch.save({"state_dict": weights, "hook": print}, evil)
-    with pytest.raises(TransferError, match="evil.pth: cannot be read as weights"):
+    with pytest.raises(FinetuneError, match="evil.pth: cannot be read as weights"):
         read_source(evil)
 
 

@@ -5,7 +5,7 @@ weights file), all of it learning (``finetune.mode: full``) or only a new classi
 A fine-tune is an ordinary training run (same loop, checkpoints, exact resume, DDP); :func:`finetune_recipe` writes
 its recipe from the source run's own, so a user only names the source and the new data. The weights are read and
 fitted to the new model (new head, resampled position embeddings, adapted stem) by
-:mod:`sharpvision.models.transfer`.
+:mod:`sharpvision.models.finetune`.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from torch import nn
 from sharpvision import checkpoint as ckpt
 from sharpvision import config as svconfig
 from sharpvision.config import Config, ConfigError
-from sharpvision.models.transfer import WEIGHT_FILES, TransferError, fit_source, freeze_backbone, read_source
+from sharpvision.models.finetune import WEIGHT_FILES, FinetuneError, fit_source, freeze_backbone, read_source
 from sharpvision.tasks.task import CLASSIFY, Task
 
 # data fields a fine-tune keeps from its source's recipe; the rest of ``data`` starts from the defaults (the source's
@@ -55,7 +55,7 @@ def start_from_source(cfg: Config, model: nn.Module) -> dict[str, Any]:
     """Load ``finetune.source`` into the freshly built model; returns what the manifest records of it."""
     src = read_source(cfg.finetune.source, cfg.finetune.ema)
     if src.model_name is not None and src.model_name != cfg.model.name:
-        raise TransferError(f"finetune.source {cfg.finetune.source}: it trained {src.model_name!r} but model.name is "
+        raise FinetuneError(f"finetune.source {cfg.finetune.source}: it trained {src.model_name!r} but model.name is "
                             f"{cfg.model.name!r}; set model.name={src.model_name}")
     return {**src.info, "model": src.model_name or cfg.model.name, "adapted": fit_source(model, src, cfg.finetune)}
 
@@ -85,7 +85,7 @@ def finetune_recipe(source: str | Path, dataset: str | None = None, mode: str = 
 def _base(source: Path, recipe: str | Path | None, overrides: list[str]) -> tuple[dict[str, Any], str]:
     """The recipe to start from as a dict, and the source's name for the new run's name."""
     if not source.exists():
-        raise TransferError(f"finetune source {source}: no such file or directory")
+        raise FinetuneError(f"finetune source {source}: no such file or directory")
     weights_file = source.is_file() and source.suffix in WEIGHT_FILES and not (source.parent / "manifest.json").exists()
     if recipe is not None:
         return svconfig.load(recipe).to_dict(), source.stem if weights_file else _run_name(source)

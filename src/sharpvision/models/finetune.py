@@ -2,8 +2,9 @@
 to the new data (a new classifier, position embeddings resampled, stem channels adapted), freeze all but the
 classifier for a linear probe.
 
-Chen et al. (Sec. 4, Table 5) transfer SAM-trained ViTs to new datasets; this is what a user needs to ask the same of
-their own runs. Nothing is ever downloaded: a source is a path on disk.
+Chen et al. (Sec. 4, Table 5) fine-tune SAM-trained ViTs on new datasets; this is what a user needs to ask the same
+of their own runs (the ``finetune`` task, :mod:`sharpvision.tasks.finetune`). Nothing is ever downloaded: a source is
+a path on disk.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from sharpvision.models.contrastive import BACKBONE
 WEIGHT_FILES = (".safetensors", ".pth", ".pt", ".bin")
 
 
-class TransferError(ckpt.CheckpointError):
+class FinetuneError(ckpt.CheckpointError):
     """A source cannot be read or does not fit the model; the message names the source and the mismatch."""
 
 
@@ -46,11 +47,11 @@ def read_source(source: str | Path, ema: bool = False) -> SourceWeights:
     weights file (safetensors, or a .pth read with ``weights_only=True``: a file never runs code)."""
     path = Path(source).expanduser()
     if not path.exists():
-        raise TransferError(f"finetune.source {source}: no such file or directory")
+        raise FinetuneError(f"finetune.source {source}: no such file or directory")
     if path.is_dir() or (path.parent / "manifest.json").is_file():
         saved = ckpt.load(path)
         if ema and saved.ema is None:
-            raise TransferError(f"finetune.ema: the source {saved.path} kept no EMA weights (train.ema_decay was off)")
+            raise FinetuneError(f"finetune.ema: the source {saved.path} kept no EMA weights (train.ema_decay was off)")
         file = "ema.safetensors" if ema else "model.safetensors"
         info = {"kind": "sharpvision checkpoint", "path": str(saved.path.resolve()),
                 "epoch": saved.manifest.get("epoch"), "step": saved.manifest.get("step"),
@@ -61,15 +62,15 @@ def read_source(source: str | Path, ema: bool = False) -> SourceWeights:
             info["task"] = saved.config.get("task")  # only; the projection head stays behind
         return SourceWeights(weights, saved.config["model"]["name"], info)
     if path.suffix not in WEIGHT_FILES:
-        raise TransferError(f"finetune.source {source}: not a run directory, a checkpoint folder or a weights file "
+        raise FinetuneError(f"finetune.source {source}: not a run directory, a checkpoint folder or a weights file "
                             f"({', '.join(WEIGHT_FILES)})")
     try:
         weights = timm_load_state_dict(str(path), use_ema=ema, weights_only=True)
     except (SafetensorError, RuntimeError, OSError, EOFError, ValueError, pickle.UnpicklingError) as e:
-        raise TransferError(f"finetune.source {source}: cannot be read as weights ({type(e).__name__}: "
+        raise FinetuneError(f"finetune.source {source}: cannot be read as weights ({type(e).__name__}: "
                             f"{str(e).splitlines()[0] if str(e) else ''})") from None
     if not isinstance(weights, dict) or not all(isinstance(v, torch.Tensor) for v in weights.values()):
-        raise TransferError(f"finetune.source {source}: holds no state dict of tensors")
+        raise FinetuneError(f"finetune.source {source}: holds no state dict of tensors")
     info = {"kind": "weights file", "path": str(path.resolve()), "sha256": ckpt.file_sha256(path), "ema": ema}
     return SourceWeights(weights, None, info)
 
@@ -81,7 +82,7 @@ def classifier_prefix(model: nn.Module) -> str:
     for name, module in model.named_modules():
         if head is not None and module is head and name:
             return name
-    raise TransferError(f"{type(model).__name__}: no classifier found (timm's get_classifier()), so it cannot get a "
+    raise FinetuneError(f"{type(model).__name__}: no classifier found (timm's get_classifier()), so it cannot get a "
                         "new head")
 
 
@@ -91,7 +92,7 @@ def fit_source(model: nn.Module, src: SourceWeights, cfg: FinetuneConfig) -> dic
     ``head='new'`` keeps the model's fresh classifier; ``'keep'`` needs the source's classifier to fit. A ViT's
     position embeddings are resampled (bicubic, timm's rule) to the new patch grid; the first convolution is
     adapted to the new channel count (1 -> 3 repeats the filter / 3, 3 -> 1 sums it: timm's rule). Anything else
-    that does not fit is a TransferError naming the tensors.
+    that does not fit is a FinetuneError naming the tensors.
     """
     own = model.state_dict()
     prefix = classifier_prefix(model) + "."
@@ -105,7 +106,7 @@ def fit_source(model: nn.Module, src: SourceWeights, cfg: FinetuneConfig) -> dic
         shapes = [f"{k} {tuple(weights[k].shape)} vs {tuple(own[k].shape)}" for k in own
                   if k.startswith(prefix) and k in weights and weights[k].shape != own[k].shape]
         if shapes:
-            raise TransferError(f"finetune.head: 'keep' needs the source's classifier to fit this data's classes "
+            raise FinetuneError(f"finetune.head: 'keep' needs the source's classifier to fit this data's classes "
                                 f"({shapes[0]}); use finetune.head=new")
     first_conv = next((k for k, v in own.items() if v.ndim == 4), None)
     for key, target in own.items():
@@ -126,7 +127,7 @@ def fit_source(model: nn.Module, src: SourceWeights, cfg: FinetuneConfig) -> dic
     except ckpt.CheckpointError as e:
         hint = (" (a Mixer's token-mixing layers are sized for the source's image size: set data.img_size to it)"
                 if "mlp_tokens" in str(e) else "")
-        raise TransferError(f"finetune.source: {e}{hint}") from None
+        raise FinetuneError(f"finetune.source: {e}{hint}") from None
     return adapted
 
 
