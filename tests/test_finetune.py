@@ -13,6 +13,7 @@ from helpers import FAST, TINY
 from safetensors.torch import save_file
 from timm.layers import resample_abs_pos_embed
 
+from sharpvision import checkpoint as ckpt
 from sharpvision import config, models
 from sharpvision.cli import main
 from sharpvision.config import FinetuneConfig
@@ -23,7 +24,7 @@ from sharpvision.runtime import seed_everything
 from sharpvision.train import finetune_recipe, train
 
 pytestmark = pytest.mark.needs_fmnist
-SOURCE_RUN = [*FAST, "schedule.epochs=1", "data.classes=[0,1,2,3,4]"]
+SOURCE_RUN = [*FAST, "schedule.epochs=1", "data.classes=[0,1,2,3,4]", "train.ema_decay=0.9"]
 
 
 @pytest.fixture(scope="module")
@@ -74,6 +75,16 @@ def test_a_new_head_is_fresh_and_every_other_tensor_is_the_sources(source_run: P
     for key, value in model.state_dict().items():
         expected = fresh[key] if key.startswith("head.") else src.weights[key]
         assert torch.equal(value, expected), key
+
+
+def test_the_sources_ema_weights_start_a_fine_tune_as_a_plain_model(source_run: Path) -> None:
+    src, saved = read_source(source_run, ema=True), ckpt.load(source_run)
+    assert src.weights.keys() == saved.model.keys() and src.info["ema"]  # the EMA's, without AveragedModel's wrapping
+    assert all(torch.equal(v, saved.ema[f"module.{k}"]) for k, v in src.weights.items())
+    assert not torch.equal(src.weights["head.weight"], saved.model["head.weight"])
+    model = models.create("vit_micro", num_classes=5, img_size=28, in_chans=1)
+    fit_source(model, src, FinetuneConfig(source=str(source_run), head="keep", ema=True))
+    assert torch.equal(model.head.weight, saved.ema["module.head.weight"])
 
 
 def test_keeping_the_head_needs_it_to_fit(source_run: Path) -> None:

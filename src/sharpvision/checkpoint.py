@@ -57,6 +57,15 @@ class Checkpoint:
     def config(self) -> dict[str, Any]:
         return self.manifest["config"]
 
+    def weights(self, ema: bool = False) -> dict[str, torch.Tensor]:
+        """The model's weights, or its EMA's as the plain model's (they are saved as torch's AveragedModel: the
+        model under ``module.``, beside ``n_averaged``)."""
+        if not ema:
+            return self.model
+        if self.ema is None:
+            raise CheckpointError(f"checkpoint {self.path}: the run kept no EMA weights (train.ema_decay was off)")
+        return {k.removeprefix("module."): v for k, v in self.ema.items() if k.startswith("module.")}
+
 
 def save(folder: str | Path, step: int, model: dict[str, torch.Tensor], ema: dict[str, torch.Tensor] | None,
          state: dict[str, Any], manifest: dict[str, Any], keep: int) -> Path:

@@ -73,15 +73,12 @@ def open_run(target: str | Path, ema: bool = False, overrides: Sequence[str] = (
     if not task.evaluable:
         raise ckpt.CheckpointError(f"{target}: {task.lacks} to {purpose}; probe or fine-tune it first "
                                    f"(sharpvision finetune {target} --mode linear)")
-    if ema and saved.ema is None:
-        raise ckpt.CheckpointError(f"checkpoint {saved.path}: the run kept no EMA weights (train.ema_decay was off)")
+    weights = saved.weights(ema)  # refused here when the run kept no EMA weights
     rt = Runtime.from_config(cfg)
     with seeded(cfg.seed):  # training's draws, so ``init`` is the run's; the caller's random streams are kept
         bundle = task.build_data(cfg)
         model = task.build_model(cfg, bundle).eval()
         init = copy.deepcopy(model).to(rt.device) if keep_init else None
-    weights = ({k.removeprefix("module."): v for k, v in saved.ema.items() if k.startswith("module.")} if ema
-               else saved.model)  # torch's AveragedModel keeps the model under ``module.``
     ckpt.fit(model, weights, saved.path, f"model {cfg.model.name!r}")
     return Run(saved, cfg, task, rt, bundle, model.to(rt.device), ema, init)
 

@@ -56,7 +56,7 @@ def read_source(source: str | Path, ema: bool = False) -> SourceWeights:
         info = {"kind": "sharpvision checkpoint", "path": str(saved.path.resolve()),
                 "epoch": saved.manifest.get("epoch"), "step": saved.manifest.get("step"),
                 "sha256": saved.manifest["sha256"][file], "ema": ema}
-        weights = saved.ema if ema else saved.model
+        weights = saved.weights(ema)
         if {k.split(".", 1)[0] for k in weights} == {BACKBONE.rstrip("."), "proj"}:  # a ContrastiveNet's weights:
             weights = {k.removeprefix(BACKBONE): v for k, v in weights.items() if k.startswith(BACKBONE)}  # backbone
             info["task"] = saved.config.get("task")  # only; the projection head stays behind
