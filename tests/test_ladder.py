@@ -212,3 +212,23 @@ def test_suites_written_since_the_fix_draw_the_data_with_the_seed(name: str) -> 
 
 def test_selection_seeds_are_not_reported_seeds() -> None:
     assert {c.label("seed") for c in load_suite("ladder-select").cells()} == {"100"}
+
+
+def test_the_ladder_table_and_figure(tmp_path: Path) -> None:
+    """Per rung and family: both settings' accuracy in points, SAM's gain paired by seed with its interval, and
+    the sharpness ratio per rung; the report draws them into one figure and two tables."""
+    from sharpvision.report import ladder as view
+    acc = {(m, s, r): [0.70 + (0.02 if s == "sam" and m == "vit" else 0.0) + 0.01 * k for k in range(3)]
+           for m in ("vit", "resnet") for s in ("vanilla", "sam") for r in RUNGS[:2]}
+    lam = {("vit", r): [10.0, 12.0, 11.0] for r in RUNGS[:2]} | {("resnet", r): [20.0, 22.0, 21.0] for r in RUNGS[:2]}
+    results = _results(acc, lam)
+    rows = ladder.rung_table(results)
+    vit = next(r for r in rows if r.get("model") == "vit" and r["train_images"] == "2350")
+    assert vit["gain"]["effect"] == pytest.approx(2.0) and vit["adamw"]["mean"] == pytest.approx(71.0)
+    ratio = next(r for r in rows if r.get("metric") == "lambda_max_matched" and r["train_images"] == "6000")
+    assert ratio["log_ratio"]["effect"] == pytest.approx(np.mean(np.log([10 / 20, 12 / 22, 11 / 21])))
+    blocks = view.blocks(results, tmp_path)
+    assert (tmp_path / "ladder.png").stat().st_size > 10_000
+    tables = [b for b in blocks if type(b).__name__ == "Table"]
+    assert len(tables) == 2 and tables[0].rows[0][4].startswith("+0.0") is False
+    assert view.blocks({"cells": {}, "axes": {}}, tmp_path) == []  # nothing finished: no section

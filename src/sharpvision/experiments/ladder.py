@@ -186,6 +186,42 @@ def _number(text: str) -> bool:
         return False
 
 
+FAMILIES = ("vit", "mixer", "resnet", "vit2", "resnet2")
+
+
+def rung_table(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """The ladder's table: per rung and family, AdamW's and SAM's test accuracy (points, mean +- std), SAM's gain
+    paired by seed with its 95% interval, and AdamW's lambda_max at matched loss and at the end; per rung, the ViT /
+    ResNet sharpness log ratio (matched and end, micro and 2x) with its interval. What the figure draws."""
+    e = Evidence(results)
+    rows = []
+    for rung in sorted(e.axes.get(AXIS, []), key=float):
+        for model in FAMILIES:
+            try:
+                gain = stats.one_sample(list(e.gain("test_accuracy", model, **{AXIS: rung}).values()))
+            except Missing:
+                continue
+            row: dict[str, Any] = {AXIS: rung, "model": model, "gain": gain}
+            for setting, key in (("vanilla", "adamw"), ("sam", "sam")):
+                row[key] = stats.mean_std(list(e.accuracy(model=model, setting=setting, **{AXIS: rung}).values()))
+            for metric in ("lambda_max_matched", "lambda_max"):
+                try:
+                    row[f"adamw_{metric}"] = stats.mean_std(list(e.by_seed(metric, model=model, setting="vanilla",
+                                                                           **{AXIS: rung}).values()))
+                except Missing:
+                    row[f"adamw_{metric}"] = None
+            rows.append(row)
+        for pair in (MICRO, WIDE):
+            for metric in ("lambda_max_matched", "lambda_max"):
+                try:
+                    ratio = _sharpness_ratio(e, rung, pair, metric)
+                except Missing:
+                    continue
+                rows.append({AXIS: rung, "model": f"{pair[0]} / {pair[1]}", "metric": metric,
+                             "log_ratio": stats.one_sample(list(ratio.values()))})
+    return rows
+
+
 RHOS = ("0.02", "0.05", "0.1", "0.2")
 HALF = 0.5  # the matched-loss level: the AdamW selection run's training loss at half its epochs
 

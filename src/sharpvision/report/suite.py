@@ -21,6 +21,7 @@ from sharpvision.experiments.aggregate import aggregate
 from sharpvision.experiments.suite import Suite, load_suite
 from sharpvision.report import claims as claims_view
 from sharpvision.report import figures as draw
+from sharpvision.report import ladder as ladder_view
 from sharpvision.report import tables
 from sharpvision.report.doc import Block, Code, Figure, Heading, Text, glossary
 
@@ -78,7 +79,8 @@ def blocks(data: SuiteDir, claims: dict[str, Any], pair: str | None, figures: Pa
     """The whole report; ``shown`` is the directory as the user named it (for the commands)."""
     groups = list(data.results["groups"].values())
     smoke = claims_view.is_smoke(claims, data.suite.source)
-    return [*_header(data, shown), *claims_view.blocks(claims, figures, smoke),
+    ladder = ladder_view.blocks(data.results, figures) if data.results.get("claims") == "ladder" else []
+    return [*_header(data, shown), *claims_view.blocks(claims, figures, smoke), *ladder,
             *_tables(data), *_curves(data, figures), *_per_block(data, figures), *_pair(data, pair, figures),
             *glossary([m for m, _, _ in tables.columns_of(groups) if tables.has(groups, m)] + ["n"])]
 

@@ -1,0 +1,80 @@
+"""The scale ladder in the report: its table (per rung and family) and its figure (SAM's gain against the
+training-set size per family, and the ViT / ResNet sharpness ratio against it), from
+:func:`sharpvision.experiments.ladder.rung_table`; nothing here computes a statistic."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from sharpvision import stats
+from sharpvision.experiments.ladder import AXIS, rung_table
+from sharpvision.figures import plt, save_figure
+from sharpvision.report.doc import Block, Figure, Heading, Table, Text
+
+NAME = "ladder.png"
+
+
+def blocks(results: dict[str, Any], figures: Path) -> list[Block]:
+    """The ladder's section of a suite report, or nothing when no rung has both settings of a family yet."""
+    rows = rung_table(results)
+    families = [r for r in rows if "gain" in r]
+    if not families:
+        return []
+    draw(rows, figures / NAME)
+    table = Table(("images", "model", "AdamW", "SAM", "SAM gain [95% CI]", "n", "lambda_max AdamW, matched / end"),
+                  tuple((r[AXIS], r["model"], stats.fmt_mean_std(r["adamw"]), stats.fmt_mean_std(r["sam"]),
+                         stats.fmt_effect(r["gain"]), str(r["gain"]["n"]), _lambdas(r)) for r in families),
+                  id="ladder", caption="Test accuracy in points at the last epoch (mean +- std over seeds); SAM's "
+                  "gain paired by seed.")
+    ratios = [r for r in rows if "log_ratio" in r]
+    ratio_table = Table(("images", "pair", "lambda_max at", "log(ViT / ResNet) [95% CI]", "n"),
+                        tuple((r[AXIS], r["model"], "matched loss" if r["metric"].endswith("matched") else "end",
+                               stats.fmt_effect(r["log_ratio"], 2), str(r["log_ratio"]["n"])) for r in ratios),
+                        caption="Positive: the ViT is the sharper network (AdamW).")
+    return [Heading("The scale ladder", id="ladder"),
+            Text("Which way the paper's effects move as the training set and the model grow; the tests and their "
+                 "rule are in the claims above and in docs/ladder.md."),
+            Figure(NAME, "Left: SAM's gain per family against the training-set size (mean and 95% interval over "
+                   "seeds). Right: log(lambda_max ViT / ResNet) with AdamW, at matched training loss and at the end "
+                   "(above zero: the ViT is sharper)."),
+            table, *([ratio_table] if ratios else [])]
+
+
+def _lambdas(row: dict[str, Any]) -> str:
+    parts = [row.get(f"adamw_{m}") for m in ("lambda_max_matched", "lambda_max")]
+    return " / ".join(f"{p['mean']:.3g}" if p and p.get("mean") is not None else "n/a" for p in parts)
+
+
+def draw(rows: list[dict[str, Any]], path: Path) -> Path:
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6))
+    for i, model in enumerate(dict.fromkeys(r["model"] for r in rows if "gain" in r)):
+        _line(left, [(r[AXIS], r["gain"]) for r in rows if r.get("model") == model and "gain" in r], model, f"C{i}")
+    left.set(ylabel="SAM gain (points)", title="SAM's gain against data")
+    for i, (pair, metric) in enumerate(dict.fromkeys((r["model"], r["metric"]) for r in rows if "log_ratio" in r)):
+        label = f"{pair}, {'matched loss' if metric.endswith('matched') else 'end'}"
+        _line(right, [(r[AXIS], r["log_ratio"]) for r in rows if r.get("model") == pair and r.get("metric") == metric],
+              label, f"C{i}", dashed=not metric.endswith("matched"))
+    right.set(ylabel="log(lambda_max ViT / ResNet)", title="Sharpness ratio against data")
+    for ax in (left, right):
+        ax.axhline(0, color="#1d2330", lw=0.8)
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("training images")
+        ax.grid(alpha=0.3)
+        if ax.lines:
+            ax.legend(fontsize=7, frameon=False)
+    return save_figure(fig, path)
+
+
+def _line(ax: Any, points: list[tuple[str, dict[str, Any]]], label: str, colour: str, dashed: bool = False) -> None:
+    points = [(float(x), r) for x, r in points if r.get("effect") is not None]
+    if not points:
+        return
+    xs, ys = [x for x, _ in points], [r["effect"] for _, r in points]
+    lo = [r["effect"] - r["ci"][0] if r.get("ci") else 0.0 for _, r in points]
+    hi = [r["ci"][1] - r["effect"] if r.get("ci") else 0.0 for _, r in points]
+    ax.errorbar(xs, ys, yerr=[lo, hi], label=label, color=colour, marker="o", ms=4, capsize=3,
+                ls="--" if dashed else "-")
+    if len(xs) == 1:
+        ax.set_xlim(xs[0] / math.sqrt(2), xs[0] * math.sqrt(2))
