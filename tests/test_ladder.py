@@ -232,3 +232,12 @@ def test_the_ladder_table_and_figure(tmp_path: Path) -> None:
     tables = [b for b in blocks if type(b).__name__ == "Table"]
     assert len(tables) == 2 and tables[0].rows[0][4].startswith("+0.0") is False
     assert view.blocks({"cells": {}, "axes": {}}, tmp_path) == []  # nothing finished: no section
+
+
+def test_the_command_refuses_a_ladder_that_cannot_answer_in_one_line(tmp_path: Path, capsys) -> None:
+    from sharpvision.cli import main
+    path = _suite(tmp_path, rungs=("2350",), wide_at="2350")
+    out = tmp_path / "out"
+    assert main(["reproduce", str(path), "--out", str(out)]) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(err) == 1 and "at least 2 rungs of train_images" in err[0] and not out.exists()
