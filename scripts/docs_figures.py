@@ -312,7 +312,7 @@ def cli_startup(path: Path) -> str:
 @renders("suite_")
 def suite(path: Path) -> str:
     """Any suite's aggregate (benchmarks/suite_result.py): the seed groups, mean +- std with n, and per cell the
-    epoch of its best validation accuracy (the learning curves are in the JSON)."""
+    epoch of its best validation accuracy (the learning curves are in the cells' result.json)."""
     d = load(path)
     names = [("train_accuracy", "final train accuracy (labels trained on)"), ("best_val_accuracy", "best val accuracy"),
              ("val_accuracy", "final val accuracy"), ("test_accuracy", "final test accuracy")]
@@ -321,12 +321,7 @@ def suite(path: Path) -> str:
         m = group["metrics"]
         rows.append([key or "(one group)", str(group["n"]),
                      *[mean_std(m[name], 4) if name in m else "-" for name, _ in names]])
-    best = []
-    for cell, curve in d["curves"].items():
-        val = [(r["val_accuracy"], r["epoch"] + 1) for r in curve if "val_accuracy" in r]
-        if val:
-            acc, epoch = max(val)
-            best.append(f"{cell}: epoch {epoch} of {len(curve)}")
+    best = [f"{cell}: epoch {epoch} of {epochs}" for cell, (epoch, epochs) in d["best_val_epoch"].items()]
     note = paragraph(f"Suite `{d['suite']}`, {d['cells_done']} of {d['cells_total']} cells done; mean +- std "
                      "over seeds (n - 1), n cells per row. Best validation accuracy reached at: " + "; ".join(best)
                      + ".")
