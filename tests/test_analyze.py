@@ -1,5 +1,6 @@
 """`sharpvision analyze`: the runner's results agree with the library, files are written, bad input is named."""
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -10,8 +11,9 @@ from torch import nn
 
 from sharpvision import config, optim
 from sharpvision.analysis import hessian_eigenvalues, sample_batches
-from sharpvision.analysis.run import analyze, compare, load_subject
+from sharpvision.analysis.run import FIRST_LOOK, PIECES, analyze, compare, load_subject
 from sharpvision.cli import main
+from sharpvision.config import ConfigError
 from sharpvision.runtime import device_name
 from sharpvision.train import session, train
 
@@ -104,8 +106,86 @@ def test_reuse_loads_saved_pieces_for_the_same_epoch_only(run, tmp_path: Path) -
     (tmp_path / "norms.json").write_text(json.dumps(saved))
     said: list[str] = []
     assert analyze(subject, ["norms"], tmp_path, reuse=True, progress=said.append)["norms"]["total"] == -1.0
-    assert "reused" in said[0]
-    saved["epoch"] = subject.epoch + 1  # another checkpoint's results are recomputed
+    assert "resumed" in said[0]
+    saved["epoch"] = subject.epoch + 1  # another checkpoint's results are refused, and replaced only when asked
     (tmp_path / "norms.json").write_text(json.dumps(saved))
-    again = analyze(subject, ["norms"], tmp_path, reuse=True, progress=lambda _: None)
+    with pytest.raises(ConfigError, match="norms.json holds norms of run .* at epoch 2 .*--overwrite"):
+        analyze(subject, ["norms"], tmp_path, reuse=True, progress=lambda _: None)
+    again = analyze(subject, ["norms"], tmp_path, overwrite=True, progress=lambda _: None)
     assert again["norms"]["total"] == pytest.approx(first["norms"]["total"])
+
+
+def test_other_settings_are_refused_not_overwritten(run, tmp_path: Path) -> None:
+    """A piece saved with other settings (hessian.json at n = 64, asked again at n = 32) is kept: refused in one
+    line naming the file and the setting, before any piece runs; --reuse loads it, --overwrite replaces it."""
+    out, _ = run
+    subject = load_subject(out)
+    analyze(subject, ["hessian"], tmp_path, sample=64, batch_size=32, progress=lambda _: None)
+    before = (tmp_path / "hessian.json").read_text()
+    with pytest.raises(ConfigError, match=r"hessian.json holds hessian computed with other settings: sample 64 "
+                                          r"\(asked 32\)"):
+        analyze(subject, ["norms", "hessian"], tmp_path, sample=32, batch_size=32, progress=lambda _: None)
+    assert (tmp_path / "hessian.json").read_text() == before and not (tmp_path / "norms.json").exists()
+    reused = analyze(subject, ["hessian"], tmp_path, sample=32, batch_size=32, reuse=True, progress=lambda _: None)
+    assert reused["hessian"]["settings"]["n"] == 64
+    replaced = analyze(subject, ["hessian"], tmp_path, sample=32, batch_size=32, overwrite=True,
+                       progress=lambda _: None)
+    assert replaced["hessian"]["settings"]["n"] == 32
+    assert json.loads((tmp_path / "hessian.json").read_text())["settings"]["n"] == 32
+
+
+def test_an_interrupted_analyze_keeps_what_finished_and_resumes(run, tmp_path: Path, monkeypatch) -> None:
+    out, _ = run
+    subject = load_subject(out)
+    calls: list[str] = []
+    real = dict(PIECES)
+
+    def counted(name: str, interrupt: bool = False):
+        def compute(context):
+            calls.append(name)
+            if interrupt:
+                raise KeyboardInterrupt
+            return real[name].compute(context)
+        return dataclasses.replace(real[name], compute=compute)
+
+    monkeypatch.setitem(PIECES, "norms", counted("norms"))
+    monkeypatch.setitem(PIECES, "sparsity", counted("sparsity", interrupt=True))
+    with pytest.raises(KeyboardInterrupt):
+        analyze(subject, ["norms", "sparsity"], tmp_path, sample=32, batch_size=32, progress=lambda _: None)
+    assert (tmp_path / "norms.json").exists() and (tmp_path / "norms.png").exists()
+    assert not list(tmp_path.glob("sparsity*")) and not list(tmp_path.glob("*.tmp"))
+    monkeypatch.setitem(PIECES, "sparsity", counted("sparsity"))
+    said: list[str] = []
+    results = analyze(subject, ["norms", "sparsity"], tmp_path, sample=32, batch_size=32, progress=said.append)
+    assert calls == ["norms", "sparsity", "sparsity"]  # norms resumed from its file, not recomputed
+    assert "resumed" in said[0] and set(results) == {"norms", "sparsity"}
+    saved = json.loads((tmp_path / "sparsity.json").read_text())
+    assert saved["seconds"] > 0 and saved["analyze_settings"]["sample"] == 32
+
+
+def test_first_look_by_default_with_a_bar_per_piece(run, tmp_path: Path, capsys) -> None:
+    out, _ = run
+    assert main(["analyze", str(out), "--out", str(tmp_path), "--sample", "32", "--landscape-sample", "32",
+                 "--landscape-steps", "3"]) == 0
+    assert sorted(p.name for p in tmp_path.glob("*.json")) == sorted(f"{p}.json" for p in FIRST_LOOK)
+    printed = capsys.readouterr().out
+    assert "lambda_max" in printed and "Hessian trace" in printed and "loss trained -> init (1-D)" in printed
+    subject = load_subject(out)
+    analyze(subject, ["norms", "landscape_1d"], tmp_path / "bars", sample=32, landscape_sample=32,
+            landscape_steps=3, bars=True, progress=lambda _: None)
+    bars = capsys.readouterr().err
+    assert f"{subject.name}: norms" in bars and f"{subject.name}: landscape_1d" in bars and "5/5" in bars
+
+
+@pytest.mark.parametrize(("args", "culprit"), [
+    (["--what", ""], "--what: no piece named"), (["--what", " , "], "--what: no piece named"),
+    (["--what", "hessian,landscap"], "--what: unknown piece(s) landscap"),
+    (["--tol", "0"], "--tol 0.0: must be in (0, 1)"), (["--tol", "1.5"], "--tol 1.5: must be in (0, 1)"),
+    (["--sample", "5000"], "--sample 5000: the training set"),
+    (["--ntk-n", "999", "--what", "ntk"], "--ntk-n 999: the training set")])
+def test_bad_input_is_one_line_before_any_work(run, tmp_path: Path, capsys, args: list[str], culprit: str) -> None:
+    out, _ = run
+    assert main(["analyze", str(out), "--out", str(tmp_path / "a"), *args]) == 2
+    err = capsys.readouterr().err
+    assert culprit in err and err.count("\n") == 1
+    assert not (tmp_path / "a").exists()

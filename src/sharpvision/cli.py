@@ -147,24 +147,34 @@ def _severities(text: str) -> list[int]:
 def cmd_analyze(args: argparse.Namespace) -> int:
     from sharpvision import checkpoint as ckpt
     from sharpvision import models
-    from sharpvision.analysis.run import PIECES, Settings, analyze, compare, load_subject, summary_rows
-    settings = {f.name: getattr(args, f.name) for f in dataclasses.fields(Settings)}
+    from sharpvision.analysis import run as analysis
+    settings = {f.name: getattr(args, f.name) for f in dataclasses.fields(analysis.Settings)}
     settings["keep_graph"] = settings["keep_graph"] or None  # the flag's absence: the automatic choice
-    what = list(PIECES) if args.what == "all" else [w.strip() for w in args.what.split(",") if w.strip()]
-    by_run = {}
-    for target in args.targets:
-        subject = load_subject(target)
+    what = (list(analysis.FIRST_LOOK) if args.what is None else list(analysis.PIECES) if args.what.strip() == "all"
+            else [w.strip() for w in args.what.split(",") if w.strip()])
+    analysis.check_request(what, args.tol)  # what needs no checkpoint is checked before any is loaded
+    plans = []
+    for target in args.targets:  # every target checked (pieces, sizes, files already there) before any work
+        subject = analysis.load_subject(target)
         pieces = [w for w in what if w != "attention" or args.what != "all" or models.family(
             subject.cfg.model.name) == "vit"]  # "all" skips attention for models without it; asking for it errs
         run_dir = ckpt.resolve(target).parent.parent  # runs/<name>/checkpoints/step_N -> runs/<name>
         out = Path(args.out) / (subject.name if len(args.targets) > 1 else "") if args.out else run_dir / "analysis"
-        results = analyze(subject, pieces, out, reuse=args.reuse, **settings)
-        by_run[subject.name] = results
-        print(f"\n{subject.name} ({subject.cfg.model.name}, epoch {subject.epoch}): results in {out}")
-        for name, value in summary_rows(results):
+        plans.append(analysis.plan(subject, pieces, out, reuse=args.reuse, overwrite=args.overwrite, **settings))
+    by_run = {}
+    for p in plans:
+        try:
+            results = analysis.execute(p)
+        except KeyboardInterrupt:
+            print(f"interrupted: the pieces finished are in {p.out_dir}; the same command resumes from them",
+                  file=sys.stderr)
+            return 130
+        by_run[p.subject.name] = results
+        print(f"\n{p.subject.name} ({p.subject.cfg.model.name}, epoch {p.subject.epoch}): results in {p.out_dir}")
+        for name, value in analysis.summary_rows(results):
             print(f"  {name:<28} {value}")
     if args.compare:
-        for path in compare(by_run, Path(args.compare), command=_command()):
+        for path in analysis.compare(by_run, Path(args.compare), command=_command()):
             print(f"wrote {path}")
     return 0
 
@@ -349,19 +359,28 @@ def parser() -> argparse.ArgumentParser:
     e.set_defaults(fn=cmd_eval)
 
     a = sub.add_parser("analyze", help="loss geometry of runs: Hessian, trace, density, sharpness, NTK, "
-                                       "landscape, flatness, sparsity, attention, norms")
+                                       "landscape, flatness, sparsity, attention, norms",
+                       description="Without --what, a first look: lambda_max and the trace, lambda_max per "
+                                   "block, sparsity, the 1-D landscape from the trained weights to the "
+                                   "initialization, weight norms. Measured on the tiny.yaml run (vit_micro, 1,024 "
+                                   "images) on 2 CPU cores: the first look TBD, --what all TBD.")
     a.add_argument("targets", nargs="+", help="run directories or checkpoint folders")
-    a.add_argument("--what", default="all", help="comma-separated pieces, or 'all' (attention only for ViTs)")
-    a.add_argument("--sample", type=_positive, default=2048, help="training examples in the fixed analysis sample")
+    a.add_argument("--what", help="comma-separated pieces, or 'all' (attention only for ViTs); default: the first "
+                                  "look (hessian, trace, sparsity, landscape_1d, norms)")
+    a.add_argument("--sample", type=_positive, help="training examples in the fixed analysis sample (default 512, "
+                                                    "or the whole training set when smaller)")
     a.add_argument("--batch-size", type=_positive, default=256)
     a.add_argument("--seed", type=int, default=0, help="seed of the sample and of the random vectors")
     a.add_argument("--repeats", type=_positive, default=1, help="lambda_max on this many sample draws (spread)")
+    a.add_argument("--tol", type=float, default=1e-3, help="relative accuracy of each lambda_max, in (0, 1)")
     a.add_argument("--mode", choices=["eval", "train"], default="eval", help="model mode (BN, dropout) policy")
     a.add_argument("--dtype", choices=["float32", "float64"], default="float32")
-    a.add_argument("--ntk-n", type=_positive, default=128, help="inputs in the NTK kernel")
-    a.add_argument("--landscape-sample", type=_positive, default=512, help="examples per landscape point")
+    a.add_argument("--ntk-n", type=_positive, help="inputs in the NTK kernel (default 256)")
+    a.add_argument("--landscape-sample", type=_positive, help="examples per landscape point (default 512)")
     a.add_argument("--landscape-steps", type=_positive, default=11, help="grid points per landscape axis")
-    a.add_argument("--trace-samples", type=_positive, default=99, help="Hutch++ matrix-vector products")
+    a.add_argument("--trace-samples", type=_positive, default=60, help="at most this many Hutch++ products")
+    a.add_argument("--trace-digits", type=_positive, default=2,
+                   help="stop the trace's probes once its standard error allows this many significant digits")
     a.add_argument("--density-iters", type=_positive, default=50, help="Lanczos steps per SLQ run")
     a.add_argument("--density-runs", type=_positive, default=3, help="SLQ runs (random start vectors)")
     a.add_argument("--out", help="output folder (default RUN/analysis)")
@@ -370,7 +389,10 @@ def parser() -> argparse.ArgumentParser:
                    help="Hessian pieces: build the sample's gradient graph once (about 30%% faster, memory for "
                         "the whole sample's graph; default: only when the sample is one batch)")
     a.add_argument("--reuse", action="store_true",
-                   help="load pieces already saved for this run and epoch instead of recomputing them")
+                   help="load pieces already saved for this run and epoch, whatever their settings (a piece saved "
+                        "with the same settings is always resumed)")
+    a.add_argument("--overwrite", action="store_true",
+                   help="replace pieces saved for another checkpoint or with other settings (refused otherwise)")
     a.set_defaults(fn=cmd_analyze)
 
     r = sub.add_parser("reproduce", help="run an experiment suite (a grid of runs), resumably: "

@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 import torch
@@ -128,8 +129,7 @@ def keeps_graph(data: Batches, keep_graph: bool | None) -> bool:
     return len(data) == 1 if keep_graph is None else keep_graph
 
 
-def hvp_operator(model: nn.Module, loss_fn: LossFn, data: Batches, params: Sequence[nn.Parameter],
-                 keep_graph: bool | None = None) -> Callable[[Vector], Vector]:
+class HessianVectorProduct:
     """v -> H v for the Hessian of the mean loss over ``data`` w.r.t. ``params`` (double backward).
 
     Streaming (``keep_graph=False``): each call runs one forward and two backward passes per batch and sums
@@ -138,24 +138,43 @@ def hvp_operator(model: nn.Module, loss_fn: LossFn, data: Batches, params: Seque
     (as PyHessian's single-batch mode does): about 30% less time per product, for the memory of every batch's
     graph at once. ``None`` keeps it when ``data`` is a single batch. Call it inside :func:`analysis_mode`.
     """
-    total = num_examples(data)
-    params = list(params)
-    keep = keeps_graph(data, keep_graph)
-    graphs: list[tuple[torch.Tensor, ...]] = []
 
-    def grads(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        return torch.autograd.grad(loss_fn(model(x), y) * (len(y) / total), params, create_graph=True)
+    def __init__(self, model: nn.Module, loss_fn: LossFn, data: Batches, params: Sequence[nn.Parameter],
+                 keep_graph: bool | None = None) -> None:
+        self.model, self.loss_fn, self.data, self.params = model, loss_fn, data, list(params)
+        self.total = num_examples(data)
+        self.keep = keeps_graph(data, keep_graph)
+        self.graphs: list[tuple[torch.Tensor, ...]] = []
 
-    def hvp(v: Vector) -> Vector:
-        if keep and not graphs:
-            graphs.extend(grads(x, y) for x, y in data)
-        out = [torch.zeros_like(p) for p in params]
-        for g in graphs or (grads(x, y) for x, y in data):
-            for acc, h in zip(out, torch.autograd.grad(g, params, v, retain_graph=keep)):
+    def _grads(self, x: torch.Tensor, y: torch.Tensor, create_graph: bool = True) -> tuple[torch.Tensor, ...]:
+        loss = self.loss_fn(self.model(x), y) * (len(y) / self.total)
+        return torch.autograd.grad(loss, self.params, create_graph=create_graph)
+
+    def _kept(self) -> list[tuple[torch.Tensor, ...]]:
+        if not self.graphs:
+            self.graphs.extend(self._grads(x, y) for x, y in self.data)
+        return self.graphs
+
+    def gradient(self) -> Vector:
+        """The gradient of the mean loss: read off the kept graphs (free), else one backward pass per batch."""
+        out = [torch.zeros_like(p) for p in self.params]
+        for g in self._kept() if self.keep else (self._grads(x, y, create_graph=False) for x, y in self.data):
+            for acc, part in zip(out, g):
+                acc.add_(part.detach())
+        return out
+
+    def __call__(self, v: Vector) -> Vector:
+        out = [torch.zeros_like(p) for p in self.params]
+        for g in self._kept() if self.keep else (self._grads(x, y) for x, y in self.data):
+            for acc, h in zip(out, torch.autograd.grad(g, self.params, v, retain_graph=self.keep)):
                 acc.add_(h)
         return out
 
-    return hvp
+
+def hvp_operator(model: nn.Module, loss_fn: LossFn, data: Batches, params: Sequence[nn.Parameter],
+                 keep_graph: bool | None = None) -> HessianVectorProduct:
+    """v -> H v over ``data`` w.r.t. ``params``: see :class:`HessianVectorProduct`."""
+    return HessianVectorProduct(model, loss_fn, data, params, keep_graph)
 
 
 def dot(a: Vector, b: Vector) -> torch.Tensor:
@@ -164,6 +183,27 @@ def dot(a: Vector, b: Vector) -> torch.Tensor:
 
 def norm(a: Vector) -> torch.Tensor:
     return dot(a, a).sqrt()
+
+
+_PROGRESS: ContextVar[Callable[[int], None] | None] = ContextVar("analysis_progress", default=None)
+
+
+@contextmanager
+def reporting(callback: Callable[[int], None]) -> Iterator[None]:
+    """Send the units of work done inside (see :func:`advance`) to ``callback``: how ``sharpvision analyze`` drives
+    a progress bar per piece without every measurement taking a progress argument."""
+    token = _PROGRESS.set(callback)
+    try:
+        yield
+    finally:
+        _PROGRESS.reset(token)
+
+
+def advance(units: int = 1) -> None:
+    """``units`` of a measurement's work are done (a Hessian-vector product, a landscape point, a noise draw)."""
+    callback = _PROGRESS.get()
+    if callback is not None:
+        callback(units)
 
 
 def settings(**kwargs: Any) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from sharpvision.analysis.core import (
     Batches,
     LossFn,
     Vector,
+    advance,
     analysis_mode,
     mean_loss,
     norm,
@@ -57,6 +58,7 @@ def average_flatness(model: nn.Module, loss_fn: LossFn, data: Batches, sigma: fl
                 noise = [e * w.abs() for e, w in zip(noise, start)]
             move_to(params, start, [noise], [sigma])
             losses.append(float(mean_loss(model, loss_fn, data)))
+            advance()
     mean = statistics.fmean(losses)
     stderr = statistics.stdev(losses) / math.sqrt(draws)
     return {"mean_loss_noisy": mean, "ci95": [mean - 1.96 * stderr, mean + 1.96 * stderr], "stderr": stderr,
@@ -157,6 +159,7 @@ def _ascend(model: nn.Module, loss_fn: LossFn, data: Batches, params: Sequence[n
     for _ in range(steps):
         move_to(params, start, [scaled(u)], [1.0])
         value, grads = loss_and_grad(model, loss_fn, data, params)
+        advance()
         worst = max(worst, value)
         ascent = scaled(grads)
         u = [x + a for x, a in zip(u, _rescale(ascent, step / (float(norm(ascent)) + 1e-12)))]

@@ -25,6 +25,7 @@ from sharpvision.analysis.core import (
     Batches,
     LossFn,
     Vector,
+    advance,
     analysis_mode,
     mean_loss,
     num_examples,
@@ -137,6 +138,7 @@ def loss_landscape_1d(model: nn.Module, loss_fn: LossFn, data: Batches, directio
         for alpha in alphas:
             move(alpha)
             points.append(evaluate(model, loss_fn, data))
+            advance()
     random = {"seed": seed, "normalization": normalization, "ignore": ignore} if kind == "random" else {}
     recorded = settings(n=num_examples(data), steps=steps, span=list(span), direction=kind, mode=mode, **random)
     return {"alphas": alphas, "loss": [p[0] for p in points], "accuracy": [p[1] for p in points],
@@ -162,6 +164,7 @@ def loss_landscape_2d(model: nn.Module, loss_fn: LossFn, data: Batches, steps: i
             for beta in grid:
                 move_to(params, start, directions, [alpha, beta])
                 row.append(evaluate(model, loss_fn, data))
+                advance()
             points.append(row)
     recorded = settings(n=num_examples(data), steps=steps, span=list(span), seeds=seeds, mode=mode,
                         normalization=normalization, ignore=ignore)

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from sharpvision.analysis.core import Batches, analysis_mode, blocks, num_examples, settings
+from sharpvision.analysis.core import Batches, advance, analysis_mode, blocks, num_examples, settings
 
 # The hidden nonlinearities, by timm's names, as direct parts of a block (``<index>.``): ``mlp.act`` in ViT and
 # ConvNeXt, ``mlp_tokens.act`` / ``mlp_channels.act`` in Mixer, ``act1``/``act2``/... in ResNet, and
@@ -59,6 +59,7 @@ def active_neuron_fraction(model: nn.Module, data: Batches, mode: str = "eval") 
         with analysis_mode(model, mode), torch.no_grad():
             for x, _ in data:
                 model(x)
+                advance()
     finally:
         for handle in handles:
             handle.remove()
