@@ -107,10 +107,11 @@ INDEPENDENT = {
     "train.peak_tflops": st.none() | POSITIVE,
     "train.lambda_max_every": st.none() | COUNT,
     "train.lambda_max_sample": COUNT,
+    "train.matched_loss": st.none() | POSITIVE,
     "train.checkpoint_every": st.none() | COUNT,
     "train.keep_checkpoints": st.integers(1, 100),
     "train.dist_timeout_s": POSITIVE,
-    "adv.eps": NONNEG,
+    "adv.eps": st.floats(0, 1),  # under linf (the default norm) eps above 1 is refused: pixels lie in [0, 1]
     "adv.norm": st.sampled_from(choices("adv.norm")),
     "adv.steps": COUNT,
     "adv.alpha": st.none() | POSITIVE,
@@ -185,7 +186,7 @@ def contrastive_ok(flat: dict) -> bool:
     """Whether nothing that task: contrastive refuses is set (Mixup, an attack, lambda_max, m, a linear probe)."""
     mixes = flat.get("data.augment") == "strong" and (flat.get("data.mixup", 0.8) > 0 or flat.get("data.cutmix", 0) > 0)
     return not mixes and flat.get("adv.method", "none") == "none" and flat.get("train.lambda_max_every") is None \
-        and flat.get("optim.m") is None and flat.get("finetune.mode", "full") != "linear"
+        and flat.get("train.matched_loss") is None and flat.get("optim.m") is None and flat.get("finetune.mode", "full") != "linear"
 
 
 def value_of(cfg: Config, key: str):
