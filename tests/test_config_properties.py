@@ -186,7 +186,8 @@ def contrastive_ok(flat: dict) -> bool:
     """Whether nothing that task: contrastive refuses is set (Mixup, an attack, lambda_max, m, a linear probe)."""
     mixes = flat.get("data.augment") == "strong" and (flat.get("data.mixup", 0.8) > 0 or flat.get("data.cutmix", 0) > 0)
     return not mixes and flat.get("adv.method", "none") == "none" and flat.get("train.lambda_max_every") is None \
-        and flat.get("train.matched_loss") is None and flat.get("optim.m") is None and flat.get("finetune.mode", "full") != "linear"
+        and flat.get("train.matched_loss") is None and flat.get("optim.m") is None \
+        and flat.get("finetune.mode", "full") != "linear"
 
 
 def value_of(cfg: Config, key: str):
