@@ -78,9 +78,17 @@ def test_links_resolve(page: Path) -> None:
         if file in NOT_YET_WRITTEN:
             assert not file.exists(), f"{file.relative_to(ROOT)} exists now: remove it from NOT_YET_WRITTEN"
             continue
+        if _drawn_by_the_report(page, file):  # not committed: `sharpvision report DIR` redraws it from the JSON
+            continue
         assert file.exists(), f"{page.relative_to(ROOT)} links to {target}, which does not exist"
         if fragment and file.suffix == ".md":
             assert fragment in anchors(file), f"{page.relative_to(ROOT)} links to {target}: no such heading"
+
+
+def _drawn_by_the_report(page: Path, file: Path) -> bool:
+    """A committed suite report's figure: report.md links to report/figures/*.png, which git ignores."""
+    return (page.name == "report.md" and file.suffix == ".png" and file.parent == page.parent / "figures"
+            and ROOT / "benchmarks" / "results" in page.parents)
 
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(ROOT)))
