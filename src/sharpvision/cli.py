@@ -367,7 +367,7 @@ def parser() -> argparse.ArgumentParser:
     a.add_argument("targets", nargs="+", help="run directories or checkpoint folders")
     a.add_argument("--what", help="comma-separated pieces, or 'all' (attention only for ViTs); default: the first "
                                   "look (hessian, trace, sparsity, landscape_1d, norms)")
-    a.add_argument("--sample", type=_positive, help="training examples in the fixed analysis sample (default 512, "
+    a.add_argument("--sample", type=_positive, help="training examples in the fixed analysis sample (default 256, "
                                                     "or the whole training set when smaller)")
     a.add_argument("--batch-size", type=_positive, default=256)
     a.add_argument("--seed", type=int, default=0, help="seed of the sample and of the random vectors")

@@ -139,7 +139,8 @@ def lanczos(matvec: Callable[[Vector], Vector], start: Vector, iters: int, k: in
     when the error at least halves over two steps (then what is left is at most the last two steps' change), which
     is how the separated top eigenvalues of a classification Hessian converge. The residual rule it replaces,
     ``||H y - theta y|| <= tol * |theta|`` (ARPACK's), bounds the error by the residual although the error is
-    nearer residual^2 / gap: it went on 40-60% longer for accuracy nobody asked for. What no rule that watches one
+    nearer residual^2 / gap: from the same start it took 9 and 17 products on the micro ViT and ResNet where this
+    rule takes 8 and 15, both far inside 1e-3 (``benchmarks/hvp_levers.py``). What no rule that watches one
     Krylov sequence can see is a top eigenvalue whose eigenvector the start vector barely touches, next to a
     second one (the Ritz value then settles near the second and moves again later); starting from the gradient
     (:func:`hessian_eigenvalues`) makes that rarer.

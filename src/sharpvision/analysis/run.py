@@ -51,7 +51,9 @@ def load_subject(target: str | Path) -> Subject:
     return Subject(run.name, run.cfg, run.model, run.init, run.bundle, run.rt.device, run.epoch)
 
 
-FIRST_LOOK_SAMPLE = 512  # training examples behind a first look's Hessian pieces (the whole set when smaller)
+# training examples behind a first look's Hessian pieces (the whole set when smaller): one batch of the default
+# --batch-size, so its gradient graph is kept and each product is one backward (benchmarks/hvp_levers.py)
+FIRST_LOOK_SAMPLE = 256
 DEFAULT_SIZES = {"sample": FIRST_LOOK_SAMPLE, "landscape_sample": 512, "ntk_n": 256}
 
 
