@@ -764,24 +764,39 @@ def step_levers(path: Path) -> str:
 def hvp_levers(path: Path) -> str:
     """benchmarks/hvp_levers.py: seconds per Hessian-vector product by each way, and products to accuracy."""
     d = load(path)
-    ways = list(next(iter(d["models"].values()))["seconds_per_product"])
-    rows = []
+    ways = list(dict.fromkeys(w for r in d["models"].values() for w in [*r["seconds_per_product"], *r["failed"]]))
+    rows, steps_rows = [], []
     for name, r in d["models"].items():
+        cells = []
+        for w in ways:
+            if w in r["failed"]:
+                cells.append("fails")
+            elif w not in r["seconds_per_product"]:
+                cells.append("-")
+            else:
+                cells.append(f"{1e3 * r['seconds_per_product'][w]:.0f} ms"
+                             + ("" if w == "kept graph" else f" ({r['relative_to_kept_graph'][w]:.2f}x)"))
+        book = r["lanczos_bookkeeping_per_step_s"] / r["seconds_per_product"]["kept graph"]
+        rows.append([f"`{name}`", *cells, f"{100 * book:.1f}%"])
         beyond = f"> {d['iters']}"
-        steps = [f"{r[f'lanczos_steps_to_{a}'] or beyond} / {r[f'power_steps_to_{a}'] or beyond}"
-                 for a in ("0.005", "0.001")]
-        steps.append(f"{r['ours_products_at_tol_1e-3']} ({100 * r['ours_error_at_tol_1e-3']:.2g}%)")
-        rows.append([f"`{name}`", *(f"{1e3 * r['seconds_per_product'][w]:.0f} ms"
-                                    + ("" if w == "kept graph" else f" ({r['relative_to_kept_graph'][w]:.2f}x)")
-                                    for w in ways), *steps])
-    header = ["model", *(f"{w} (per product)" for w in ways), "products to 0.5%, Lanczos / power",
-              "to 0.1%", "ours at tol 1e-3: products (error)"]
+        steps_rows.append([f"`{name}`", *(f"{r[f'lanczos_steps_to_{a}'] or beyond} / "
+                                          f"{r[f'lanczos_gradient_start_steps_to_{a}'] or beyond} / "
+                                          f"{r[f'power_steps_to_{a}'] or beyond}" for a in ("0.005", "0.001")),
+                           f"{r['ours_products_at_tol_1e-3']} ({100 * r['ours_error_at_tol_1e-3']:.2g}%)",
+                           str(r["residual_rule_products_at_tol_1e-3"] or beyond)])
+    header = ["model", *(f"{w} (per product)" for w in ways), "Lanczos bookkeeping per step"]
+    failures = sorted({f"{w}: `{e}`" for r in d["models"].values() for w, e in r["failed"].items()})
     text = paragraph(f"One Hessian-vector product of the mean loss over {d['sample']} inputs at initialisation "
-                     f"(eval mode, math attention, float32), medians of {d['rounds']} rounds with the ways rotated "
-                     "in one process; in brackets, against the kept graph. Products to accuracy: the first step "
-                     "after which the estimate stays within 0.5% (0.1%) of the converged top eigenvalue, Lanczos "
-                     "and power iteration from the same start; exact counts, not timings.")
-    return f"{table(header, rows)}\n\n{text}\n\n{standard_source(path, d)}"
+                     f"(eval mode, float32, math attention, one batch), medians of {d['rounds']} rounds with the "
+                     "ways rotated in one process; in brackets, against the kept graph. "
+                     + ("Fails: " + "; ".join(failures) + "." if failures else ""))
+    steps_header = ["model", "products to 0.5%: Lanczos (Gaussian start) / Lanczos (gradient start) / power",
+                    "to 0.1%", "ours at tol 1e-3: products (error)", "the residual rule at tol 1e-3: products"]
+    steps_text = paragraph("Products to accuracy: the first step after which the estimate stays within 0.5% (0.1%) "
+                           "of the converged top eigenvalue, all from the same Gaussian (the gradient start adds "
+                           "the unit gradient to it); exact counts, not timings.")
+    return (f"{table(header, rows)}\n\n{text}\n\n{table(steps_header, steps_rows)}\n\n{steps_text}\n\n"
+            f"{standard_source(path, d)}")
 
 
 @renders("convnext_vs_resnet")
@@ -825,37 +840,65 @@ def ntk_families(path: Path) -> str:
     return f"{table(header, rows)}\n\n{paragraph(' '.join(notes))}\n\n{standard_source(path, d)}"
 
 
-def _peer_cell(peer: dict[str, Any], ref: float, own: bool) -> str:
-    value = f"{peer['lambda_max']:.6g}"
-    if not own:
-        value += f" ({100 * (peer['lambda_max'] - ref) / ref:+.2g}%)"
-    cell = f"{value}, {peer['time_s_median']:.1f} s"
-    return f"fails as is; {cell} \\*" if peer["failed_as_is"] else cell
+def _peer_at(row: dict[str, Any], tool: str) -> str:
+    tol = row["fastest_within_accuracy"][tool]
+    if tol is None:
+        return "never within (" + ", ".join(f"{t}: {100 * c['rel_error_max']:.2g}%"
+                                            for t, c in row["tools"][tool].items()) + ")"
+    cell = row["tools"][tool][tol]
+    products = f", {cell['products']} products" if cell["products"] else ""
+    return f"tol {tol}: {cell['time_s_median']:.2f} s{products}, {100 * cell['rel_error_max']:.2g}%"
 
 
 @renders("hessian_peers")
 def hessian_peers(path: Path) -> str:
     d = load(path)
-    names = list(d["results"][0]["peers"])
-    ours, reference = names[0], names[-1]
+    ours, peer = list(d["results"][0]["tools"])
     rows, failures = [], set()
     for r in d["results"]:
-        ref = r["peers"][reference]["lambda_max"]
-        rows.append([r["model"], *(_peer_cell(r["peers"][n], ref, n in (ours, reference)) for n in names)])
-        failures |= {p["failed_as_is"] for p in r["peers"].values() if p["failed_as_is"]}
-    peers = [p for r in d["results"] for n, p in r["peers"].items() if n != ours]
-    own = [r["peers"][ours]["rel_diff_vs_curvlinops"] for r in d["results"]]
-    speed = {n: [1 / r["peers"][n]["our_time_over_theirs"] for r in d["results"]] for n in names[1:]}
-    notes = paragraph(
-        f"Relative differences are to {reference}. Every value is within "
-        f"{100 * max(p['rel_diff_vs_curvlinops'] for p in peers):.1f}% of it, ours within {max(own):.1e}. "
-        "Our speed over each peer's (their time / ours), per model: "
-        + "; ".join(f"{n} {', '.join(f'{v:.2f}x' for v in vs)}" for n, vs in speed.items()) + ".")
-    footnote = paragraph("\\* fails as it is (" + "; ".join(f"`{f}`" for f in sorted(failures)) + "), so the "
-                         "benchmark runs it again under our math-attention mode.") if failures else ""
-    setting = paragraph(f"Sample of {d['sample']} images as one batch, tolerance {d['tol']:g}, {d['repeats']} repeats "
-                        "side by side, median times.")
-    return "\n\n".join([setting, table(["model", *names], rows), footnote, notes, standard_source(path, d)])
+        speed = r["speedup_at_equal_accuracy"]
+        rows.append([r["model"], f"{r['reference']:.6g}", _peer_at(r, ours), _peer_at(r, peer),
+                     "-" if speed is None else f"**{speed:.2f}x**"])
+        failures |= {f"{tool}: `{e}`" for tool, e in r["failed_as_is"].items()}
+    setting = paragraph(
+        f"Sample of {d['sample']} images as one batch; each tool at every tolerance of "
+        f"{', '.join(f'{t:g}' for t in d['tols'])} by its own rule, {d['repeats']} repeats side by side in one "
+        f"process (order rotated), median times. Each tool is shown at its fastest tolerance whose value is within "
+        f"{100 * d['accuracy']:g}% of eigsh in every repeat, with its time and largest error there; the last column "
+        "is PyHessian's time there over ours.")
+    footnote = paragraph("Failing as they are, and so run under our math-attention mode: " + "; ".join(sorted(failures))
+                         + ".") if failures else ""
+    header = ["model", "eigsh (reference)", ours, peer, "our speed over PyHessian's, equal accuracy"]
+    return "\n\n".join(x for x in [setting, table(header, rows), footnote, standard_source(path, d)] if x)
+
+
+@renders("analyze_costs")
+def analyze_costs(path: Path) -> str:
+    """benchmarks/analyze_costs.py: seconds per analyze piece, the first look's and everything's totals."""
+    d = load(path)
+    runs = d["runs"]
+    names = list(dict.fromkeys(p for r in runs for p in r["pieces"]))
+    first = {p for r in runs for p, c in r["pieces"].items() if c["first_look"]}
+
+    def work(c: dict[str, Any]) -> str:
+        names = {"matvecs": "products", "probes": "probes", "samples": "at most", "points": "points"}
+        return ", ".join(f"{names[k]} {v}" if k == "samples" else f"{v} {names[k]}" for k, v in c.items()
+                         if k in names)
+
+    rows = [[f"`{p}`" + (" (first look)" if p in first else ""),
+             *(f"{r['pieces'][p]['seconds']:.1f} s ({work(r['pieces'][p])})".replace(" ()", "")
+               if p in r["pieces"] else "-" for r in runs)] for p in names]
+    for label, key in (("**first look, wall (CPU)**", "first_look"), ("**--what all, wall (CPU)**", "all")):
+        rows.append([label, *(f"**{r['times'][key]['wall_s']:.0f} s** ({r['times'][key]['cpu_s']:.0f} s)"
+                              for r in runs)])
+    header = ["piece", *(f"`{r['run']}` ({r['model']}, epoch {r['epoch']}, {r['train_examples']} training images, "
+                         f"sample {r['sample']})" for r in runs)]
+    loads = "; ".join(f"{r['run']} " + " -> ".join(f"{x:.1f}" for x in r["load_average_1min"]) for r in runs)
+    text = paragraph(f"Seconds each piece's computation took (its JSON's `seconds`), in one process with "
+                     f"{d['threads']} thread(s); the totals run from loading the checkpoint to the last figure, "
+                     "`--what all` resuming the first look's pieces. The machine was shared: its 1-minute load "
+                     f"average (2 cores) before, between and after: {loads}.")
+    return f"{table(header, rows)}\n\n{text}\n\n{standard_source(path, d)}"
 
 
 def _geometry_rows(base: dict[str, Any], sam: dict[str, Any]) -> list[list[str]]:
