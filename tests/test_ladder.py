@@ -241,3 +241,22 @@ def test_the_command_refuses_a_ladder_that_cannot_answer_in_one_line(tmp_path: P
     assert main(["reproduce", str(path), "--out", str(out)]) == 2
     err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert len(err) == 1 and "at least 2 rungs of train_images" in err[0] and not out.exists()
+
+
+def test_a_ladder_cell_runs_only_once_its_choices_are_made(tmp_path: Path, capsys) -> None:
+    """No ladder cell trains with a rho nobody chose: the command refuses, before any work, the cells of a
+    (family, rung) that no where rule covers, and runs those narrowed to the rungs that have their choices."""
+    from sharpvision.cli import main
+    where = [{"when": {"model": m, "train_images": "2350"}, "set": {"optim.rho": 0.05, "train.matched_loss": 0.3}}
+             for m in ("vit", "resnet")]
+    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
+    path = _suite(tmp_path / "a", where=where)
+    suite = load_suite(path)
+    assert ladder.waiting(suite, [c for c in suite.cells() if c.label("train_images") == "2350"]) is None
+    rho_only = [{"when": {"model": "vit"}, "set": {"optim.rho": 0.05}}]  # a rho without its matched-loss level
+    assert "vit at 2350" in ladder.waiting(load_suite(_suite(tmp_path / "b", where=rho_only)), suite.cells()[:1])
+    out = tmp_path / "out"
+    assert main(["reproduce", str(path), "--out", str(out)]) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(err) == 1 and "vit at 6000" in err[0] and "resnet2 at 6000" in err[0] and not out.exists()
+    assert "at 2350" not in err[0]

@@ -189,6 +189,10 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         raise SharpvisionError("--estimate needs --dry-run")
     if args.dry_run:
         return _dry_run(suite, out, cells, args.estimate)
+    from sharpvision.experiments.claimsets import CLAIM_SETS
+    waiting = CLAIM_SETS[suite.claims].waiting(suite, cells)
+    if waiting:
+        raise SharpvisionError(f"suite {suite.name}: {waiting}")
     if args.submit:
         from sharpvision.experiments.submit import submit_cells
         submit_cells(suite, out, cells, args.submit, args.timeout_min, args.partition, args.gpus_per_node)

@@ -11,18 +11,19 @@ from sharpvision.experiments import ladder
 from sharpvision.experiments.claims import CLAIMS, Claim, evaluate
 
 if TYPE_CHECKING:
-    from sharpvision.experiments.suite import Suite
+    from sharpvision.experiments.suite import Cell, Suite
 
 
 @dataclass(frozen=True)
 class ClaimSet:
     claims: tuple[Claim, ...]
     check: Callable[[Suite], str | None]  # what the suite lacks for these claims, or None
+    waiting: Callable[[Suite, list[Cell]], str | None] = lambda suite, cells: None  # cells that may not run yet
 
 
 CLAIM_SETS: dict[str, ClaimSet] = {
     "paper": ClaimSet(CLAIMS, lambda suite: None),  # a paper suite may measure any subset: the rest is "not measured"
-    "ladder": ClaimSet(ladder.LADDER, ladder.check),
+    "ladder": ClaimSet(ladder.LADDER, ladder.check, ladder.waiting),
 }
 
 

@@ -33,7 +33,7 @@ from sharpvision import paper, stats
 from sharpvision.experiments.claims import ALPHA, Claim, Comparison, Evidence, Missing, Values
 
 if TYPE_CHECKING:
-    from sharpvision.experiments.suite import Suite
+    from sharpvision.experiments.suite import Cell, Suite
 
 AXIS = "train_images"
 MICRO, WIDE = ("vit", "resnet"), ("vit2", "resnet2")
@@ -177,6 +177,24 @@ def check(suite: Suite) -> str | None:
         return f"no cell of model={m}, setting={s}, {AXIS}={r}" + (f" (and {len(absent) - 1} more)"
                                                                    if len(absent) > 1 else "")
     return None
+
+
+def waiting(suite: Suite, cells: list[Cell]) -> str | None:
+    """Which of ``cells`` cannot run yet, or None: a ladder cell runs only once its (family, rung) has its choices,
+    set by a ``where`` rule from ``ladder-select`` (the matched-loss level, and SAM's rho for a SAM cell), so that no
+    cell ever trains with a rho nobody chose."""
+    def chosen(cell: Cell) -> bool:
+        fields = {o.split("=", 1)[0] for when, sets in suite.where
+                  if all((a, v) in cell.labels for a, v in when.items()) for o in sets}
+        return "train.matched_loss" in fields and ("optim.rho" in fields or cell.label("setting") != "sam")
+
+    pending = sorted({(c.label("model"), c.label(AXIS)) for c in cells if not chosen(c)},
+                     key=lambda p: (float(p[1]), p[0]))
+    if not pending:
+        return None
+    names = ", ".join(f"{m} at {r}" for m, r in pending)
+    return (f"no choice (rho, matched loss) yet for {names}: run ladder-select at that rung, add its where rules "
+            f"(python -m sharpvision.experiments.ladder SELECT_DIR), or narrow with --only {AXIS}=...")
 
 
 def _number(text: str) -> bool:
