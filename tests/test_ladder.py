@@ -260,3 +260,19 @@ def test_a_ladder_cell_runs_only_once_its_choices_are_made(tmp_path: Path, capsy
     err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert len(err) == 1 and "vit at 6000" in err[0] and "resnet2 at 6000" in err[0] and not out.exists()
     assert "at 2350" not in err[0]
+
+
+def test_a_ladder_directory_takes_a_new_rungs_choices_but_never_changes_a_started_cell(tmp_path: Path) -> None:
+    from sharpvision.experiments.runner import claim
+    rule = {"when": {"model": "vit", "train_images": "2350"}, "set": {"optim.rho": 0.05, "train.matched_loss": 0.3}}
+    out = tmp_path / "out"
+    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir(), (tmp_path / "c").mkdir()
+    claim(load_suite(_suite(tmp_path / "a", where=[rule])), out)
+    (out / "cells" / "train_images=2350,seed=0,model=vit,setting=sam" / "run").mkdir(parents=True)
+    grown = [rule, {"when": {"model": "vit", "train_images": "6000"}, "set": {"optim.rho": 0.1}}]
+    claim(load_suite(_suite(tmp_path / "b", where=grown)), out)  # a new rung's choices: accepted and saved
+    assert yaml.safe_load((out / "suite.yaml").read_text())["where"] == grown
+    moved = [{**rule, "set": {"optim.rho": 0.2, "train.matched_loss": 0.3}}, grown[1]]
+    with pytest.raises(SuiteError, match=r"would change cell train_images=2350,seed=0,model=vit,setting=sam"):
+        claim(load_suite(_suite(tmp_path / "c", where=moved)), out)
+    assert yaml.safe_load((out / "suite.yaml").read_text())["where"] == grown  # the refused suite left no trace

@@ -1,6 +1,7 @@
 """Run a suite's cells into one directory, resumably, from one or many processes.
 
-    DIR/suite.yaml                 the suite as first run (a changed suite is refused, with the fields named)
+    DIR/suite.yaml                 the suite as first run (a changed suite is refused, with the fields named,
+                                   unless only its where rules grew without touching a cell already started)
     DIR/cells/<cell>/run/          the cell's run directory (checkpoints, metrics.jsonl, summary.json)
     DIR/cells/<cell>/analysis/     its analysis pieces (JSON, PNG)
     DIR/cells/<cell>/result.json   written last: the cell is done
@@ -63,15 +64,25 @@ def closing_line(suite: Suite, out: Path, cells: list[Cell]) -> str:
 
 
 def claim(suite: Suite, out: Path) -> None:
-    """Write the suite into ``out``, or check that ``out`` holds this same suite."""
+    """Write the suite into ``out``, or check that ``out`` holds this same suite. A suite whose ``where`` rules
+    alone changed is accepted (and saved) when no cell already started changes its recipe: a ladder gains a rung's
+    choices once they are made, and its finished rungs stay as they ran."""
     saved_file = out / "suite.yaml"
     if saved_file.exists():
         saved = yaml.safe_load(saved_file.read_text())
         diff = svconfig.diff(saved, suite.source)
-        if diff:
+        if not diff:
+            return
+        if all(d.startswith("where ") for d in diff):
+            before = suite.with_where(saved.get("where") or [])
+            moved = [c.key for c, b in zip(suite.cells(), before.cells())
+                     if c.overrides != b.overrides and (out / "cells" / c.folder).exists()]
+            if moved:
+                raise SuiteError(f"suite directory {out}: the changed where rules would change cell {moved[0]}, "
+                                 f"already started (and {len(moved) - 1} more); leave its rule as it ran")
+        else:
             raise SuiteError(f"suite directory {out} holds a different suite ({', '.join(diff)}); use the same "
                              "suite to resume it or choose another --out")
-        return
     out.mkdir(parents=True, exist_ok=True)
     tmp = out / f".suite.yaml.{time.time_ns()}"
     tmp.write_text(yaml.safe_dump(suite.source, sort_keys=False))

@@ -133,6 +133,12 @@ class Suite:
             out.append(Cell(labels, overrides))
         return out
 
+    def with_where(self, rules: list[Any]) -> Suite:
+        """This suite under other ``where`` rules (those of another version of its YAML), to compare the cells
+        each version sets."""
+        where = tuple(_where(Path(self.name), i, rule, self.axes) for i, rule in enumerate(rules))
+        return dataclasses.replace(self, where=where, source={**self.source, "where": rules})
+
     def recipe_of(self, cell: Cell) -> svconfig.Config:
         """The cell's validated recipe, named after the suite and the cell."""
         return svconfig.load(self.recipe, [*cell.overrides, f"name={self.name}"])
