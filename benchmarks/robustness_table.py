@@ -1,13 +1,13 @@
-"""Robustness table: clean, mean corruption and PGD accuracy of a suite's finished cells, with and without
-SAM, mean +- std over seeds, and the corruption claim (SAM's gain larger under corruption than clean).
-
-It runs ``sharpvision eval --corruptions``, ``--mnist-c`` and ``--attack pgd`` (the library calls behind them) on
-each finished cell that matches ``--only`` and has no evaluation at these settings yet, writing into the cell's
-``run/eval/`` (so the suite's aggregate, claims and report read them), then writes
-benchmarks/results/<name>.json. Resumable: run it again after more cells finish. The cells must still hold their
-checkpoints (the suite directory they trained in).
+"""Robustness of a suite's cells: runs ``sharpvision eval --corruptions``, ``--mnist-c`` and ``--attack pgd`` (the
+library calls behind them) on each finished cell that matches ``--only`` and has no evaluation at these settings
+yet, writing into the cell's ``run/eval/`` (where the suite's aggregate, claims, report and tables read them), then
+writes the tables the suite names (``DIR/tables/``: paper-cpu's ``robustness``, roadmap-cpu's ``roadmap``; tables
+are computed in sharpvision.experiments.tables). Resumable: run it again after more cells finish. The cells must
+still hold their checkpoints (the suite directory they trained in).
 
     python benchmarks/robustness_table.py benchmarks/results/paper_cpu            # the Table 2 cells of paper-cpu
+    python benchmarks/robustness_table.py benchmarks/results/roadmap_cpu --only setting=vanilla --only setting=sam \
+        --corruption-subset 500 --attack-subset 500 --no-mnist-c                   # every cell of the roadmap grid
 """
 
 from __future__ import annotations
@@ -18,12 +18,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from common import provenance, write_result
-
 from sharpvision import checkpoint as ckpt
 from sharpvision.evaluate import run as evaluation
-from sharpvision.experiments import claims, load_suite
-from sharpvision.experiments.aggregate import aggregate
+from sharpvision.experiments import load_suite, tables
 
 TABLE2 = ["setting=vanilla", "setting=sam", "data.fraction=0.04", "data.label_noise=0.0"]
 
@@ -82,11 +79,9 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--mnist-c", action=argparse.BooleanOptionalAction, default=True,
                    help="also MNIST-C's 15 corruptions (--no-mnist-c: only the -C table and PGD)")
-    p.add_argument("--name", default="robustness_cpu")
     args = p.parse_args()
     only = args.only or TABLE2
     suite = load_suite(args.suite_dir / "suite.yaml")
-    costs = {}
     for cell in suite.cells():
         run_dir = args.suite_dir / "cells" / cell.folder / "run"
         if not wanted(dict(cell.labels), only) or not (run_dir.parent / "result.json").is_file():
@@ -94,20 +89,9 @@ def main() -> None:
         if not ckpt.exists(run_dir / "checkpoints"):
             print(f"{cell.key}: no checkpoint left, skipped")
             continue
-        costs[cell.key] = evaluate_cell(run_dir, args)
-        print(f"{cell.key}: {costs[cell.key] or 'already evaluated'}", flush=True)
-    results = aggregate(suite, args.suite_dir)
-    metrics = ("corruption_clean_accuracy", "mean_corruption_accuracy", "mnist_c_mean_accuracy",
-               *(f"pgd_linf_accuracy@{float(e):g}" for e in args.eps.split(",")), "test_accuracy")
-    table = {key: {"labels": g["labels"], "n": g["n"], **{m: g["metrics"][m] for m in metrics if m in g["metrics"]}}
-             for key, g in results["groups"].items() if wanted({**g["labels"], "seed": "0"}, only)}
-    verdict = next(c for c in claims.evaluate(results)["claims"] if c["id"] == "corruption_gain")
-    device = next((json.loads(p.read_text())["device"] for p in (args.suite_dir / "cells").glob("*/run/eval/*.json")),
-                  "cpu")
-    write_result({"benchmark": "robustness_table", **provenance("cpu"), "device": device, "suite": suite.name,
-                  "settings": {"corruption_subset": args.corruption_subset, "attack_subset": args.attack_subset,
-                               "eps": args.eps, "steps": args.steps, "alpha": "2.5*eps/steps", "table": "28px"},
-                  "table": table, "corruption_gain": verdict, "seconds": costs}, args.name)
+        print(f"{cell.key}: {evaluate_cell(run_dir, args) or 'already evaluated'}", flush=True)
+    for path in tables.write(args.suite_dir):
+        print(f"wrote {path}")
 
 
 if __name__ == "__main__":

@@ -610,12 +610,32 @@ def _p(p: float) -> str:
     return "p < 0.001" if p < 1e-3 else f"p = {p:.3g}"
 
 
-@renders("roadmap_table")
+def _eval_settings(path: Path) -> dict[str, Any]:
+    """How a suite's cells were evaluated under corruption and PGD, as the first evaluated cell's files record it."""
+    first = sorted((path / "cells").glob("*/run/eval/corruptions.json"))[0]
+    c, a = load(first), load(first.with_name("attack_pgd_linf.json"))
+    return {"corruption_subset": c["n"], "table": c["table"], "attack_subset": a["n"], "steps": a["steps"],
+            "alpha": a["alpha"]}
+
+
+def _eps(names: Any) -> list[str]:
+    """The PGD L-inf radii among a table's figure names (``pgd_linf_accuracy@0.01`` -> ``0.01``), in order."""
+    return [n.partition("@")[2] for n in names if n.startswith("pgd_linf_accuracy@")]
+
+
+def _scaled(cell: dict[str, Any], scale: float, n: int) -> str:
+    """mean +- std of a ``{mean, std}`` cell times ``scale``; the mean alone for one seed."""
+    return _mean_or_ms({"mean": scale * cell["mean"], "std": scale * (cell["std"] or 0.0)}, n)
+
+
+@renders("roadmap_cpu:roadmap")
 def roadmap_table(path: Path) -> str:
-    """benchmarks/roadmap_table.py: the roadmap grid per step (clean accuracy with AdamW and SAM, each step's change
-    against the step it modifies, sharpness, robustness) and the tests fixed before the grid ran."""
-    d = load(path)
-    eps = d["settings"]["eps"].split(",")
+    """The roadmap suite's ``roadmap`` table (sharpvision.experiments.tables.roadmap): per step, clean accuracy with
+    AdamW and SAM, each step's change against the step it modifies, sharpness, robustness; and the tests fixed
+    before the grid ran."""
+    d = _table(path, "roadmap")
+    s = _eval_settings(path)
+    eps = _eps(d["tests"])
 
     def fig(row: dict[str, Any], metric: str, part: str | None = None, signed: bool = False,
             scale: float = 100) -> str:
@@ -623,11 +643,11 @@ def roadmap_table(path: Path) -> str:
         if metric not in row:
             return "-"
         cell = row[metric][part] if part else row[metric]
-        text = _mean_or_ms({"mean": scale * cell["mean"], "std": scale * cell["std"]}, row[metric]["n"])
+        text = _scaled(cell, scale, row[metric]["n"])
         return f"+{text}" if signed and cell["mean"] >= 0 else text
 
     acc, robust = [], []
-    for key, r in d["table"].items():
+    for key, r in d["steps"].items():
         step = f"{key} {r['change']}"
         acc.append([step, f"{r['params'] / 1e6:.2f}M" if r.get("params") else "-", str(len(r["seeds"])),
                     fig(r, "test_accuracy", "vanilla"), fig(r, "test_accuracy", "sam"),
@@ -659,7 +679,6 @@ def roadmap_table(path: Path) -> str:
             lines.append(f"{label}: SAM minus AdamW {scale * g['mean']:+.2f} +- {scale * g['std']:.2f}{unit} "
                          f"(t {_p(g['t_p'])}, n = {g['n']}); AdamW's clean accuracy against it across steps, "
                          f"Spearman {c['spearman']:+.2f} ({_p(c['p'])}).")
-    s = d["settings"]
     lines.append(f"Robustness: the 15 corruptions x 5 severities of the {s['table']} table on the first "
                  f"{s['corruption_subset']:,} test images, PGD-{s['steps']} (L-inf, random start, step {s['alpha']}, "
                  f"eps in pixel units of [0, 1]) on the first {s['attack_subset']:,}.")
@@ -667,43 +686,43 @@ def roadmap_table(path: Path) -> str:
                   "change AdamW (points)", "change SAM (points)"]
     header_rob = ["step", "lambda_max AdamW / SAM", "mean corruption acc. (%)",
                   *(f"PGD-{s['steps']} eps {e} (%)" for e in eps)]
+    cmd = ("python benchmarks/robustness_table.py benchmarks/results/roadmap_cpu --only setting=vanilla --only "
+           f"setting=sam --corruption-subset {s['corruption_subset']} --attack-subset {s['attack_subset']} "
+           "--no-mnist-c && sharpvision report benchmarks/results/roadmap_cpu")
     return (f"{table(header_acc, acc)}\n\n{table(header_rob, robust)}\n\n"
-            + "\n\n".join(paragraph(x) for x in lines) + f"\n\n{standard_source(path, d)}")
+            + "\n\n".join(paragraph(x) for x in lines) + "\n\n" + _suite_source(path, cmd))
 
 
-@renders("robustness_c")
+@renders("paper_cpu:robustness")
 def robustness_table(path: Path) -> str:
-    """benchmarks/robustness_table.py: clean, corruption and PGD accuracy of a suite's cells with and without SAM."""
-    d = load(path)
-    by = {(g["labels"]["model"], g["labels"]["setting"]): g for g in d["table"].values()}
-    eps = d["settings"]["eps"].split(",")
+    """paper-cpu's ``robustness`` table (sharpvision.experiments.tables.robustness): clean, corruption and PGD
+    accuracy of the evaluated cells with and without SAM, and the corruption claim as the suite's claims.json
+    judges it."""
+    rows = _table(path, "robustness")["rows"]
+    s = _eval_settings(path)
+    eps = _eps(rows[0]["vanilla"]) if rows else []
     metrics = ["corruption_clean_accuracy", "mean_corruption_accuracy", *(f"pgd_linf_accuracy@{e}" for e in eps),
                "mnist_c_mean_accuracy"]
-    rows = []
-    for model in dict.fromkeys(m for m, _ in by):
-        pair = [by.get((model, s)) for s in ("vanilla", "sam")]
-        if None in pair:
-            continue
-        if not all(metrics[0] in g for g in pair):
-            continue
-        cells = [" / ".join(_mean_or_ms({k: 100 * v for k, v in g[m].items()}, g[m]["n"]) for g in pair)
-                 if all(m in g for g in pair) else "-" for m in metrics]
-        gains = [100 * (pair[1][m]["mean"] - pair[0][m]["mean"]) for m in metrics[:2]]
-        rows.append([f"`{model}_micro`", " / ".join(str(g[metrics[0]]["n"]) for g in pair), *cells,
-                     f"{gains[0]:+.1f} / {gains[1]:+.1f}"])
+    out = []
+    for r in rows:
+        pair = [r["vanilla"], r["sam"]]
+        cells = [" / ".join(_scaled(g[m], 100, g["n"]) for g in pair) if all(m in g for g in pair) else "-"
+                 for m in metrics]
+        gains = [100 * r["sam_minus_vanilla"][m] for m in metrics[:2]]
+        out.append([f"`{r['labels']['model']}_micro`", " / ".join(str(g["n"]) for g in pair), *cells,
+                    f"{gains[0]:+.1f} / {gains[1]:+.1f}"])
     header = ["model", "seeds AdamW / SAM", "clean accuracy AdamW / SAM (%)", "mean corruption accuracy", *(
-        f"PGD-{d['settings']['steps']} L-inf eps {e}" for e in eps), "MNIST-C mean",
-              "SAM's gain clean / corrupted (points)"]
-    s = d["settings"]
-    text = paragraph(f"paper-cpu's Table 2 cells evaluated so far (mean +- std over the seeds counted). Clean "
-                     f"and corruption "
-                     f"accuracy on the first {s['corruption_subset']:,} test images, the 15 corruptions x 5 "
-                     f"severities of the {s['table']} table averaged, and MNIST-C's 15; PGD-{s['steps']} (L-inf, "
-                     f"random start, step "
-                     f"{s['alpha']}, eps in pixel units of [0, 1]) on the first {s['attack_subset']:,}. The claim "
-                     f"(Welch's t-test, p < 0.05, decided before the runs): {d['corruption_gain']['claim']}: "
-                     f"**{d['corruption_gain']['verdict']}** ({d['corruption_gain'].get('ours', '')}).")
-    return f"{table(header, rows)}\n\n{text}\n\n{standard_source(path, d)}"
+        f"PGD-{s['steps']} L-inf eps {e}" for e in eps), "MNIST-C mean", "SAM's gain clean / corrupted (points)"]
+    claim = next(c for c in load(path / "report" / "claims.json")["claims"] if c["id"] == "corruption_gain")
+    text = paragraph(f"paper-cpu's Table 2 cells evaluated so far (mean +- std over the seeds counted). Clean and "
+                     f"corruption accuracy on the first {s['corruption_subset']:,} test images, the 15 corruptions x "
+                     f"5 severities of the {s['table']} table averaged, and MNIST-C's 15; PGD-{s['steps']} (L-inf, "
+                     f"random start, step {s['alpha']}, eps in pixel units of [0, 1]) on the first "
+                     f"{s['attack_subset']:,}. SAM's gain: SAM's mean minus AdamW's. The claim, as the suite's "
+                     f"claims.json judges it (the gains paired by seed, 95% intervals, p < 0.05): {claim['claim']}: "
+                     f"**{claim['verdict']}** ({claim['ours']}).")
+    cmd = "python benchmarks/robustness_table.py benchmarks/results/paper_cpu"
+    return f"{table(header, out)}\n\n{text}\n\n" + _suite_source(path, cmd)
 
 
 @renders("contrastive")

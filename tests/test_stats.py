@@ -73,3 +73,12 @@ def test_verdict_rule() -> None:
     assert stats.verdict({"effect": 1.0, "p": 0.2}) == "inconclusive"
     assert stats.verdict({"effect": 1.0, "p": None}) == "inconclusive"
     assert stats.fmt_effect({"effect": 0.71, "ci": [-0.2, 1.62]}) == "+0.7 [-0.2, +1.6]"
+
+
+def test_spearman_is_the_rank_correlation_and_none_where_undefined() -> None:
+    got = stats.spearman([1, 2, 3, 4], [10.0, 30.0, 20.0, 40.0])
+    assert got["spearman"] == pytest.approx(1 - 6 * 2 / (4 * 15))  # ranks differ by 1 twice: sum d^2 = 2
+    assert got["p"] == pytest.approx(sp.spearmanr([1, 2, 3, 4], [10, 30, 20, 40]).pvalue) and got["n"] == 4
+    flat = stats.spearman([1, 2, 3], [5.0, 5.0, 5.0])
+    assert flat["spearman"] is None and flat["p"] is None
+    json.dumps(flat, allow_nan=False)

@@ -1,5 +1,5 @@
 """The project's statistics, in one place: mean +- std with n, paired and Welch t-tests with 95% intervals,
-per-seed slopes, and how a p-value is written.
+per-seed slopes, rank correlation, and how a p-value is written.
 
 Every test returns a plain dict of finite numbers or ``None`` (never NaN or inf), so results files stay strict
 JSON. Effects are differences of means ``a - b`` in the unit of the inputs; callers scale accuracies to points
@@ -118,6 +118,14 @@ def per_seed_slopes(x: Sequence[float], ys: dict[str, Sequence[float]]) -> dict[
         ends = [mx - level / s for s in (lo, hi) if s != 0 and (s > 0) == (out["effect"] > 0)]
         out["crossing_ci"] = sorted(ends) if len(ends) == 2 else None
     return out
+
+
+def spearman(x: Sequence[float], y: Sequence[float]) -> dict[str, Any]:
+    """Spearman's rank correlation of ``y`` with ``x`` and its two-sided p (scipy), with n; None where either is
+    constant (the correlation is undefined)."""
+    from scipy import stats
+    r = stats.spearmanr(x, y)
+    return {"spearman": finite(float(r.statistic)), "p": finite(float(r.pvalue)), "n": len(x)}
 
 
 def verdict(result: dict[str, Any], alpha: float = 1 - LEVEL) -> str:

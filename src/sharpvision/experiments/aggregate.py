@@ -17,7 +17,8 @@ METRICS = ("test_accuracy", "test_loss", "train_accuracy", "train_loss", "val_ac
 
 
 def cell_metrics(result: dict[str, Any]) -> dict[str, float | None]:
-    """The numbers of one cell: its summary's headline figures, its analysis, and its best validation accuracy.
+    """The numbers of one cell: its summary's headline figures and parameter count, its analysis, and its best
+    validation accuracy.
 
     ``lambda_max`` is always the training loop's estimate at the last epoch (``train.lambda_max_every``, on a fixed
     training sample per seed), so every cell of a suite is measured by one instrument; the analysis piece's
@@ -26,7 +27,7 @@ def cell_metrics(result: dict[str, Any]) -> dict[str, float | None]:
     finite (kappa of a singular NTK) is None: results files are strict JSON.
     """
     summary = result["summary"]
-    out: dict[str, float | None] = {k: float(summary[k]) for k in (*METRICS, "num_classes")
+    out: dict[str, float | None] = {k: float(summary[k]) for k in (*METRICS, "num_classes", "params")
                                     if isinstance(summary.get(k), (int, float))}
     out |= {("hessian_lambda_max" if k == "lambda_max" else k): float(v)
             for k, v in result.get("analysis", {}).items()}

@@ -59,4 +59,4 @@ def write(suite_dir: Path, names: list[str] | None = None) -> list[Path]:
     return written
 
 
-from sharpvision.experiments.tables import sam_gain  # noqa: E402,F401  (registers its tables)
+from sharpvision.experiments.tables import roadmap, robustness, sam_gain  # noqa: E402,F401  (register their tables)
