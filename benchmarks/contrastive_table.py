@@ -24,7 +24,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from common import RESULTS, paired, provenance, write_result
+from common import RESULTS, mean_std, paired, provenance, write_result
 
 from sharpvision import config
 from sharpvision.train import finetune_recipe, read_summary, train
@@ -61,10 +61,6 @@ def probe(source: Path, run: Path, seed: int, extra: list[str]) -> dict[str, Any
             "probe_wall_time_s": summary["wall_time_s"]}
 
 
-
-
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", type=Path, default=RESULTS / "contrastive_cpu", help="where the runs go")
@@ -84,8 +80,10 @@ def main() -> None:
                   flush=True)
     table = {metric: paired(*([cells[f"{s}/seed{seed}"][metric] for seed in seeds] for s in SETTINGS))
              for metric in ("probe_test_accuracy", "knn_test_accuracy")}
+    cost = {s: mean_std([cells[f"{s}/seed{seed}"]["pretrain_wall_time_s"] for seed in seeds]) for s in SETTINGS}
     write_result({"benchmark": "contrastive_table", **provenance("cpu"), "seeds": seeds,
-                  "recipe": {"pretrain": PRETRAIN, "probe": PROBE, "extra": extra}, "table": table, "cells": cells},
+                  "recipe": {"pretrain": PRETRAIN, "probe": PROBE, "extra": extra}, "table": table,
+                  "pretrain_wall_time_s": cost, "cells": cells},
                  "contrastive_cpu_quick" if args.quick else "contrastive_cpu")
 
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import re
-import statistics
 import sys
 import textwrap
 from collections.abc import Callable
@@ -233,10 +232,8 @@ def m_sharpness(path: Path) -> str:
         m = run.get("sam_m")
         return run["optimizer"] if m is None else f"{run['optimizer']}, m = {m} ({batch // m} per batch)"
 
-    acc = {run[0]["sam_m"]: d["table"][name]["test_accuracy"]["mean"] for name, run in d["runs"].items()
-           if run[0].get("sam_m")}
-    whole = acc.get(batch)
-    diffs = [f"m = {m}: {100 * (a - whole):+.1f} points" for m, a in acc.items() if whole is not None and m != batch]
+    diffs = [f"m = {d['runs'][name][0]['sam_m']}: {100 * row['test_accuracy_vs_one_per_batch']:+.1f} points"
+             for name, row in d["table"].items() if "test_accuracy_vs_one_per_batch" in row]
     note = f"Against one perturbation per batch (m = {batch}): {'; '.join(diffs)}." if diffs else ""
     return _grid(path, label, note)
 
@@ -551,13 +548,10 @@ def prune_table(path: Path) -> str:
     d = load(path)
     seeds, rows = d["seeds"], []
     for family, t in d["table"].items():
-        acc = {s: [100 * d["sources"][f"{family}/{s}/seed{seed}"]["test_accuracy"] for seed in seeds]
-               for s in ("vanilla", "sam")}
         first = d["sources"][f"{family}/vanilla/seed{seeds[0]}"]
         half = first["pruned"]["activity@0.5"]
-        row = [f"`{family}_micro`", " / ".join(_mean_or_ms({"mean": statistics.fmean(v), "std": statistics.pstdev(v)
-                                                              if len(v) == 1 else statistics.stdev(v)}, len(v))
-                                                for v in acc.values())]
+        row = [f"`{family}_micro`", " / ".join(_mean_or_ms(t["test_accuracy_pct"][s], len(seeds))
+                                                for s in ("vanilla", "sam"))]
         for key in ("activity@0.25", "activity@0.5", "activity@0.75", "magnitude@0.5"):
             r = t["drops"][key]
             p_value = f", p {r['paired_t_p']:.2f}" if r["paired_t_p"] is not None else ""
@@ -735,8 +729,7 @@ def contrastive_table(path: Path) -> str:
         rows.append([label, *(_mean_or_ms({k: 100 * v for k, v in r[s].items()}, r["n"])
                               for s in ("vanilla", "sam", "sam_minus_vanilla")),
                      f"{r['sam_better_seeds']}/{r['n']}", _t_p(r)])
-    cost = {s: statistics.fmean(c["pretrain_wall_time_s"] for k, c in d["cells"].items() if k.startswith(s + "/"))
-            for s in ("vanilla", "sam")}
+    cost = {s: d["pretrain_wall_time_s"][s]["mean"] for s in ("vanilla", "sam")}
     header = ["test accuracy", "AdamW pre-training (%)", "SAM pre-training (%)", "SAM - AdamW (points)",
               "seeds SAM better", "paired t-test p"]
     text = paragraph(f"`vit_micro` pre-trained with SimCLR (no labels) on 2,352 Fashion-MNIST images, seeds "
@@ -943,7 +936,7 @@ def _geometry_rows(base: dict[str, Any], sam: dict[str, Any]) -> list[list[str]]
         [f"L(w + noise) - L(w), sigma {noise['sigma']} ({noise['draws']} draws)",
          *pair(lambda r: r["flatness"]["mean_loss_noisy"] - r["flatness"]["loss"], ".3f")],
         [f"mean loss over the {plane['steps']} x {plane['steps']} landscape plane",
-         *pair(lambda r: statistics.fmean(x for row in r["landscape"]["plane"]["loss"] for x in row), ".2f")],
+         *pair(lambda r: r["landscape"]["plane"]["mean_loss"], ".2f")],
         ["training loss L(w) on the sample", *pair(lambda r: r["flatness"]["loss"], ".3f", ratio=False)],
         ["active neurons per block", *(" ".join(f"{v:.2f}" for v in r["sparsity"]["per_block"].values())
                                        for r in (base, sam)), ""],

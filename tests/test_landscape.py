@@ -76,6 +76,7 @@ def test_2d_center_is_the_model_loss_and_weights_are_restored() -> None:
     assert abs(result["center_loss"] - expected) < 1e-6
     assert abs(result["loss"][1][1] - expected) < 1e-6
     assert len(result["loss"]) == len(result["accuracy"]) == 3 and all(len(r) == 3 for r in result["loss"])
+    assert result["mean_loss"] == pytest.approx(sum(x for row in result["loss"] for x in row) / 9)
     assert all(0 <= a <= 1 for row in result["accuracy"] for a in row)
     assert result["settings"]["seeds"] == [0, 1] and result["settings"]["n"] == 8
     json.dumps(result)

@@ -14,6 +14,7 @@ leaves bit-identical (and optimizers or compiled graphs holding its tensors stay
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -150,7 +151,8 @@ def loss_landscape_2d(model: nn.Module, loss_fn: LossFn, data: Batches, steps: i
                       normalization: str = "filter", ignore: str | None = "biasbn") -> dict[str, Any]:
     """Loss and accuracy on the plane theta0 + alpha d1 + beta d2 (d1, d2: :func:`random_direction` of seeds
     ``seed`` and ``seed + 1``), ``steps`` x ``steps`` points over ``span`` squared; ``loss[i][j]`` is at
-    (alphas[i], betas[j]). ``center_loss`` is the model's own loss on ``data`` (:func:`core.mean_loss`)."""
+    (alphas[i], betas[j]). ``center_loss`` is the model's own loss on ``data`` (:func:`core.mean_loss`);
+    ``mean_loss`` the mean over the plane (one number for how high the neighbourhood lies, compared across runs)."""
     grid = _grid(span, steps)
     names, params = select_params(model)
     seeds = [seed, seed + 1]
@@ -168,8 +170,10 @@ def loss_landscape_2d(model: nn.Module, loss_fn: LossFn, data: Batches, steps: i
             points.append(row)
     recorded = settings(n=num_examples(data), steps=steps, span=list(span), seeds=seeds, mode=mode,
                         normalization=normalization, ignore=ignore)
-    return {"alphas": grid, "betas": grid, "loss": [[p[0] for p in row] for row in points],
-            "accuracy": [[p[1] for p in row] for row in points], "center_loss": center, "settings": recorded}
+    loss = [[p[0] for p in row] for row in points]
+    return {"alphas": grid, "betas": grid, "loss": loss, "accuracy": [[p[1] for p in row] for row in points],
+            "center_loss": center, "mean_loss": statistics.fmean(x for row in loss for x in row),
+            "settings": recorded}
 
 
 def loss_landscape(model: nn.Module, loss_fn: LossFn, data: Batches, dims: int = 2, **kwargs: Any) -> dict[str, Any]:

@@ -21,12 +21,20 @@ def by_setting(results: dict[str, Any]) -> Cells:
     return out
 
 
-def _points(cells: Cells, group: tuple, setting: str, seeds: list[str], metric: str) -> list[float]:
-    return [100 * cells[(group, setting, s)][metric] for s in seeds]
+def _seeds_with(cells: Cells, group: tuple, settings: tuple[str, ...]) -> list[str]:
+    """The seeds on which ``group`` has a cell of every one of ``settings``: what a comparison by seed pairs."""
+    first, *rest = settings
+    return sorted(s for (g, st, s) in cells if g == group and st == first and all((g, o, s) in cells for o in rest))
 
 
-def _ms(values: list[float]) -> dict[str, Any]:
-    return stats.mean_std(values)
+def _points(cells: Cells, group: tuple, settings: set[str] | tuple[str, ...], seeds: list[str],
+            metric: str) -> dict[str, list[float]]:
+    """Setting -> ``metric`` in points on ``seeds``, in seed order (so two settings' lists pair by seed)."""
+    return {st: [100 * cells[(group, st, s)][metric] for s in seeds] for st in settings}
+
+
+def _minus(a: list[float], b: list[float]) -> list[float]:
+    return [x - y for x, y in zip(a, b)]
 
 
 @table("label_noise", "per group of cells (model, data fraction, label noise): test accuracy on the clean test set and "
@@ -36,18 +44,19 @@ def label_noise(results: dict[str, Any]) -> dict[str, Any]:
     cells = by_setting(results)
     rows = []
     for group in dict.fromkeys(g for g, _, _ in cells):
-        seeds = sorted(s for (g, st, s) in cells if g == group and st == "vanilla" and (g, "sam", s) in cells)
+        seeds = _seeds_with(cells, group, ("vanilla", "sam"))
         have = all("test_accuracy" in cells[(group, st, s)] and "train_accuracy" in cells[(group, st, s)]
                    for st in ("vanilla", "sam") for s in seeds)
         if not seeds or not have:
             continue
-        test = {st: _points(cells, group, st, seeds, "test_accuracy") for st in ("vanilla", "sam")}
-        gain = [a - b for a, b in zip(test["sam"], test["vanilla"])]
-        rows.append({"labels": dict(group), "seeds": seeds, "test_vanilla": _ms(test["vanilla"]),
-                     "test_sam": _ms(test["sam"]), "gain": _ms(gain) | stats.paired(test["sam"], test["vanilla"]),
-                     "sam_better_seeds": sum(g > 0 for g in gain),
-                     "train_vanilla": _ms(_points(cells, group, "vanilla", seeds, "train_accuracy")),
-                     "train_sam": _ms(_points(cells, group, "sam", seeds, "train_accuracy"))})
+        test = _points(cells, group, ("vanilla", "sam"), seeds, "test_accuracy")
+        train = _points(cells, group, ("vanilla", "sam"), seeds, "train_accuracy")
+        gain = _minus(test["sam"], test["vanilla"])
+        rows.append({"labels": dict(group), "seeds": seeds, "test_vanilla": stats.mean_std(test["vanilla"]),
+                     "test_sam": stats.mean_std(test["sam"]),
+                     "gain": stats.mean_std(gain) | stats.paired(test["sam"], test["vanilla"]),
+                     "sam_better_seeds": sum(g > 0 for g in gain), "train_vanilla": stats.mean_std(train["vanilla"]),
+                     "train_sam": stats.mean_std(train["sam"])})
     return {"unit": "points", "rows": rows}
 
 
@@ -62,14 +71,14 @@ def variants(results: dict[str, Any]) -> dict[str, Any]:
         if "vanilla" not in settings or "sam" not in settings:
             continue
         for setting in settings:
-            seeds = sorted(s for (g, st, s) in cells if g == group and st == setting
-                           and (g, "vanilla", s) in cells and (g, "sam", s) in cells)
+            seeds = _seeds_with(cells, group, (setting, "vanilla", "sam"))
             row: dict[str, Any] = {"labels": dict(group), "setting": setting, "seeds": seeds}
             if seeds:
-                acc = {st: _points(cells, group, st, seeds, "test_accuracy") for st in {"vanilla", "sam", setting}}
-                gain = [a - b for a, b in zip(acc[setting], acc["vanilla"])]
-                sam_gain = stats.mean_std([a - b for a, b in zip(acc["sam"], acc["vanilla"])])["mean"]
-                row |= {"test": _ms(acc[setting]), "gain": None if setting == "vanilla" else _ms(gain),
+                acc = _points(cells, group, {"vanilla", "sam", setting}, seeds, "test_accuracy")
+                gain = _minus(acc[setting], acc["vanilla"])
+                sam_gain = stats.mean_std(_minus(acc["sam"], acc["vanilla"]))["mean"]
+                row |= {"test": stats.mean_std(acc[setting]),
+                        "gain": None if setting == "vanilla" else stats.mean_std(gain),
                         "share_of_sam_gain": None if setting in ("vanilla", "sam") or sam_gain is None
                         or sam_gain <= 0 else stats.mean_std(gain)["mean"] / sam_gain}
             rows.append(row)
