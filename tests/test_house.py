@@ -24,7 +24,8 @@ SMALL = ["data.subset_train=128", "data.subset_test=64", "schedule.epochs=1", "t
 
 # Lower layers never import higher ones. A run's task (tasks) is asked by open_run (runs), which eval and analyze
 # open runs with; train uses analysis (lambda_max during training) and evaluate (test accuracy), never the reverse;
-# commands (prune) make runs with all of them; the report reads the suites (experiments).
+# commands (prune, eval, analyze: what the CLI adds to the library) use all of them; the report reads the suites
+# (experiments).
 LAYERS = [
     {"errors", "stats", "paper"},
     {"config"},
@@ -102,6 +103,29 @@ def test_imports_go_one_way() -> None:
     assert set(graph) <= set(layer), f"a new unit needs a layer in LAYERS: {sorted(set(graph) - set(layer))}"
     upward = [f"{src} -> {dst}" for src, dsts in graph.items() for dst in dsts if layer[dst] >= layer[src]]
     assert not upward, f"imports against the layering: {upward}"
+
+
+def reads_the_command_line(node: ast.AST) -> bool:
+    """An import of argparse, or sys.argv read (``sys.argv`` or ``from sys import argv``)."""
+    if isinstance(node, ast.Import):
+        return any(a.name == "argparse" for a in node.names)
+    if isinstance(node, ast.ImportFrom):
+        return node.module == "argparse" or node.module == "sys" and any(a.name == "argv" for a in node.names)
+    return (isinstance(node, ast.Attribute) and node.attr == "argv" and isinstance(node.value, ast.Name)
+            and node.value.id == "sys")
+
+
+def test_building_blocks_hold_no_command() -> None:
+    """A unit below commands is a library: it neither parses flags nor reads the command line; a subcommand's own
+    parts go in sharpvision.commands, and the CLI passes its invocation down as a string."""
+    top = next(i for i, names in enumerate(LAYERS) if "commands" in names)
+    below = set().union(*LAYERS[:top])
+    found = [f"{path.relative_to(SRC)}:{node.lineno}" for path in SRC.rglob("*.py")
+             if unit(".".join(path.relative_to(SRC.parent).with_suffix("").parts)) in below
+             for node in ast.walk(ast.parse(path.read_text())) if reads_the_command_line(node)]
+    assert not found, f"command-line parsing in a building block (its place is sharpvision.commands): {found}"
+    for code in ("import argparse", "from sys import argv", "sys.argv[1:]"):  # the check sees each way of doing it
+        assert any(map(reads_the_command_line, ast.walk(ast.parse(code)))), code
 
 
 def imported_after(code: str) -> set[str]:

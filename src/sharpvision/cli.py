@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -46,137 +45,20 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     return _run(finetune_recipe(args.source, args.data, args.mode, args.recipe, args.overrides), args)
 
 
+# a subcommand with more to it than one library call lives in sharpvision.commands, imported only when it runs
 def cmd_prune(args: argparse.Namespace) -> int:
-    from sharpvision.commands.prune import prune_run
-    default = f"{Path(args.target).resolve()}-pruned{round(100 * args.amount)}-{args.by}"
-    out = Path(args.out) if args.out else Path(default)
-    s = prune_run(args.target, out, args.amount, args.by, sample=args.sample, seed=args.seed,
-                  finetune_epochs=args.finetune_epochs, progress=not args.quiet, command=_command())
-    print(f"{s['model']} pruned by {s['by']}, {100 * s['amount']:.0f}% of each hidden width: parameters "
-          f"{s['params_before']:,} -> {s['params']:,}, forward FLOPs {s['flops_before'] / 1e6:.2f}M -> "
-          f"{s['flops'] / 1e6:.2f}M, test accuracy {100 * s['test_accuracy_before']:.2f}% -> "
-          f"{100 * s['test_accuracy']:.2f}%" + (f", {100 * s['finetune']['test_accuracy']:.2f}% after "
-                                                 f"{s['finetune']['epochs']} epochs of fine-tuning"
-                                                 if "finetune" in s else ""))
-    print(f"wrote {out}")
-    return 0
+    from sharpvision.commands import prune
+    return prune.main(args, _command())
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from sharpvision.evaluate import run as evaluation
-    if args.eps is not None and args.attack is None:
-        raise SharpvisionError("--eps needs --attack (fgsm, pgd or autoattack)")
-    for flag in ("severities", "baseline", "write"):
-        if getattr(args, flag) is not None and args.corruptions is None:
-            raise SharpvisionError(f"--{flag} needs --corruptions")
-    if args.attack is None and args.corruptions is None and args.mnist_c is None:
-        print(json.dumps(evaluation.evaluate_run(args.target, ema=args.ema, overrides=args.overrides), indent=2))
-        return 0
-    eps = _floats("--eps", args.eps or "") if args.attack else []
-    severities = _severities(args.severities) if args.severities else None
-    # every stage's request, then the runs' images, before the first stage runs: each stage writes when it ends
-    evaluation.check_request(args.corruptions, severities, args.mnist_c, args.attack, eps, args.norm, args.steps,
-                             args.restarts)
-    run = evaluation.load(args.target, ema=args.ema, overrides=args.overrides)
-    baseline = evaluation.load(args.baseline, overrides=args.overrides) if args.baseline else None
-    for loaded in (run, baseline):
-        if loaded is not None:
-            evaluation.check_images(loaded, corruption=args.corruptions is not None, mnist=args.mnist_c is not None)
-    common = dict(out=args.out, subset=args.subset, seed=args.seed, command=_command(), progress=True)
-    if args.corruptions is not None:
-        _say_corruptions(evaluation.corruption_run(run, args.corruptions, severities, baseline=baseline,
-                                                   write=args.write, **common))
-    if args.mnist_c is not None:
-        result = evaluation.mnist_c_run(run, args.mnist_c, **common)
-        print(f"{result['model']} (epoch {result['epoch']}), MNIST-C, n={result['n']}: clean "
-              f"{100 * result['clean_accuracy']:.2f}%, mean corrupted {100 * result['mean_corruption_accuracy']:.2f}%")
-        for name, acc in result["accuracy"].items():
-            print(f"  {name:<14} {100 * acc:.2f}%")
-        print(f"wrote {result['figure']} and its .json")
-    if args.attack is not None:
-        result = evaluation.attack_run(run, args.attack, eps, norm=args.norm, steps=args.steps,
-                                       restarts=args.restarts, **common)
-        print(f"{result['model']} (epoch {result['epoch']}), {result['attack']} {result['norm']}, n={result['n']}:")
-        for e, acc in result["accuracy"].items():
-            print(f"  eps {float(e):<8g} accuracy {100 * acc:.2f}%")
-        print(f"wrote {result['figure']} and its .json")
-    return 0
-
-
-def _say_corruptions(result: dict) -> None:
-    print(f"{result['model']} (epoch {result['epoch']}), {len(result['accuracy'])} corruptions, "
-          f"{result['table']} table, n={result['n']}: clean {100 * result['clean_accuracy']:.2f}%, "
-          f"mean corrupted {100 * result['mean_corruption_accuracy']:.2f}%")
-    if "baseline" in result:
-        b = result["baseline"]
-        relative = (f"{b['relative_mce']:.1f}" if b["relative_mce"] is not None
-                    else f"undefined ({b['relative_mce_undefined']})")
-        print(f"  against {b['model']} ({b['checkpoint']}): mCE {b['mce']:.1f}, relative mCE {relative} "
-              "(100 = the baseline)")
-    print(f"wrote {result['figure']} and its .json" + (f"; corrupted images in {result['written']}"
-                                                      if "written" in result else ""))
-
-
-def _floats(flag: str, text: str) -> list[float]:
-    """A comma-separated list of numbers (e.g. --eps 0.05,0.1), one line naming the flag when it is not."""
-    try:
-        values = [float(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise SharpvisionError(f"{flag}: {text!r} is not a comma-separated list of numbers (e.g. 0.05,0.1)") from None
-    if not values:
-        raise SharpvisionError(f"{flag}: give at least one value (e.g. {flag} 0.05,0.1)")
-    return values
-
-
-def _severities(text: str) -> list[int]:
-    """--severities: whole numbers, comma-separated; '2.5' is refused, not truncated to 2."""
-    values = []
-    for part in (p.strip() for p in text.split(",")):
-        if not part:
-            continue
-        try:
-            values.append(int(part))
-        except ValueError:
-            raise SharpvisionError(f"--severities: {part!r} is not a severity: they are the whole numbers 1-5, "
-                                   "comma-separated (e.g. 1,3,5)") from None
-    if not values:
-        raise SharpvisionError("--severities: give at least one value (e.g. --severities 1,3,5)")
-    return values
+    from sharpvision.commands import evaluate
+    return evaluate.main(args, _command())
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
-    from sharpvision import checkpoint as ckpt
-    from sharpvision import models
-    from sharpvision.analysis import run as analysis
-    settings = {f.name: getattr(args, f.name) for f in dataclasses.fields(analysis.Settings)}
-    settings["keep_graph"] = settings["keep_graph"] or None  # the flag's absence: the automatic choice
-    what = (list(analysis.FIRST_LOOK) if args.what is None else list(analysis.PIECES) if args.what.strip() == "all"
-            else [w.strip() for w in args.what.split(",") if w.strip()])
-    analysis.check_request(what, args.tol)  # what needs no checkpoint is checked before any is loaded
-    plans = []
-    for target in args.targets:  # every target checked (pieces, sizes, files already there) before any work
-        subject = analysis.load_subject(target)
-        pieces = [w for w in what if w != "attention" or args.what != "all" or models.family(
-            subject.cfg.model.name) == "vit"]  # "all" skips attention for models without it; asking for it errs
-        run_dir = ckpt.resolve(target).parent.parent  # runs/<name>/checkpoints/step_N -> runs/<name>
-        out = Path(args.out) / (subject.name if len(args.targets) > 1 else "") if args.out else run_dir / "analysis"
-        plans.append(analysis.plan(subject, pieces, out, reuse=args.reuse, overwrite=args.overwrite, **settings))
-    by_run = {}
-    for p in plans:
-        try:
-            results = analysis.execute(p)
-        except KeyboardInterrupt:
-            print(f"interrupted: the pieces finished are in {p.out_dir}; the same command resumes from them",
-                  file=sys.stderr)
-            return 130
-        by_run[p.subject.name] = results
-        print(f"\n{p.subject.name} ({p.subject.cfg.model.name}, epoch {p.subject.epoch}): results in {p.out_dir}")
-        for name, value in analysis.summary_rows(results):
-            print(f"  {name:<28} {value}")
-    if args.compare:
-        for path in analysis.compare(by_run, Path(args.compare), command=_command()):
-            print(f"wrote {path}")
-    return 0
+    from sharpvision.commands import analyze
+    return analyze.main(args, _command())
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:

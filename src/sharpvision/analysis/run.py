@@ -1,4 +1,6 @@
-"""``sharpvision analyze``: loss-geometry measurements of a run directory or checkpoint, to JSON and PNG.
+"""Loss-geometry measurements of a run directory or checkpoint, to JSON and PNG: the pieces (``PIECES``), their
+settings, and the plan that checks a request before any work and then runs it resumably (what ``sharpvision
+analyze`` and a suite's cells call).
 
 Everything is measured on a fixed, seeded sample of the *training* set, read without augmentation
 (the training loss the optimizer saw; the labels are the ones it trained on, label noise included).

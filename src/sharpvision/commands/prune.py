@@ -10,6 +10,7 @@ the widths (``model.widths``), so ``eval``, ``analyze``, ``finetune`` and the li
 
 from __future__ import annotations
 
+import argparse
 import json
 import shutil
 import tempfile
@@ -39,6 +40,23 @@ CRITERIA = ("activity", "magnitude")
 
 class PruneError(SharpvisionError, ValueError):
     """A pruning request that cannot be done (amount, criterion, output folder); nothing is written."""
+
+
+def main(args: argparse.Namespace, command: str) -> int:
+    """Run the ``prune`` subcommand's parsed flags into --out (default RUN-pruned<amount>-<by>) and print what the
+    cut changed; ``command`` is the invocation, recorded in the summary."""
+    default = f"{Path(args.target).resolve()}-pruned{round(100 * args.amount)}-{args.by}"
+    out = Path(args.out) if args.out else Path(default)
+    s = prune_run(args.target, out, args.amount, args.by, sample=args.sample, seed=args.seed,
+                  finetune_epochs=args.finetune_epochs, progress=not args.quiet, command=command)
+    print(f"{s['model']} pruned by {s['by']}, {100 * s['amount']:.0f}% of each hidden width: parameters "
+          f"{s['params_before']:,} -> {s['params']:,}, forward FLOPs {s['flops_before'] / 1e6:.2f}M -> "
+          f"{s['flops'] / 1e6:.2f}M, test accuracy {100 * s['test_accuracy_before']:.2f}% -> "
+          f"{100 * s['test_accuracy']:.2f}%" + (f", {100 * s['finetune']['test_accuracy']:.2f}% after "
+                                                 f"{s['finetune']['epochs']} epochs of fine-tuning"
+                                                 if "finetune" in s else ""))
+    print(f"wrote {out}")
+    return 0
 
 
 def prune_run(target: str | Path, out: str | Path, amount: float, by: str = "activity", sample: int = 1024,

@@ -1,4 +1,5 @@
-"""Evaluate a run directory or a checkpoint file on its test set: accuracy, and under attack."""
+"""Evaluate a run directory or a checkpoint file on its test set: accuracy, and under corruptions, MNIST-C or attack,
+each stage writing its JSON and figure (what ``sharpvision eval`` and the robustness benchmarks call)."""
 
 from __future__ import annotations
 
@@ -40,21 +41,6 @@ def load(target: str | Path, ema: bool = False, overrides: list[str] | None = No
     """The model of ``target`` (a run directory or a checkpoint folder) with its own recipe, on its device."""
     run = open_run(target, ema, overrides or (), purpose="evaluate")
     return Loaded(**{f.name: getattr(run, f.name) for f in dataclasses.fields(run)})
-
-
-def check_request(corruption_names: str | list[str] | None = None, severities: list[int] | None = None,
-                  mnist_c_names: str | list[str] | None = None, attack: str | None = None,
-                  eps: list[float] | None = None, norm: str = "linf", steps: int = 10, restarts: int = 1) -> None:
-    """Every stage's arguments of one evaluation at once (None: the stage is not asked for), before any stage runs:
-    each stage writes its files when it ends, so a mistake left to a later stage would come after an earlier
-    stage's files. One-line errors naming the culprit."""
-    if corruption_names is not None:
-        corruptions.resolve_names(corruption_names)
-        corruptions.check_severities(severities or corruptions.SEVERITIES)
-    if mnist_c_names is not None:
-        mnist_c.resolve(mnist_c_names)
-    if attack is not None:
-        check_attack(attack, norm, eps or [], steps, restarts)
 
 
 def check_images(run: Loaded, corruption: bool = False, mnist: bool = False) -> None:
