@@ -170,23 +170,31 @@ def test_the_ntk_of_a_zero_initialised_head_is_measured_with_a_drawn_head() -> N
     assert ntk.drawn_head(vit)[0] is vit and ntk.ntk_condition_number(vit, x)["head"] == "as initialised"
 
 
-def test_selection_chooses_rho_on_validation_and_the_matched_loss_at_half_the_epochs() -> None:
-    """Only the selection seeds' validation accuracy picks rho (a tie goes to the smaller rho), and the matched
-    loss level is the AdamW run's training loss at half its epochs; a pair with a run missing is not chosen."""
-    def cell(model: str, setting: str, val: float, test: float, losses: list[float]) -> dict:
-        labels = {"train_images": "2350", "seed": "100", "model": model, "setting": setting}
+def test_selection_chooses_rho_on_validation_and_one_matched_loss_per_rung() -> None:
+    """Only the selection seeds' validation accuracy picks rho (a tie goes to the smaller rho); the matched-loss
+    level is one per rung, the highest of its families' AdamW training losses at half their epochs; a rung with a
+    family's run missing is not chosen."""
+    def cell(model: str, setting: str, val: float, test: float, losses: list[float], rung: str = "2350") -> dict:
+        labels = {"train_images": rung, "seed": "100", "model": model, "setting": setting}
         return {"labels": labels, "metrics": {"val_accuracy": val, "test_accuracy": test},
                 "curve": [{"epoch": i, "train_loss": v} for i, v in enumerate(losses)]}
-    losses = [2.0, 1.0, 0.5, 0.25]
-    cells = [cell("vit", "vanilla", 0.70, 0.9, losses), cell("vit", "rho0.02", 0.72, 0.1, losses),
-             cell("vit", "rho0.05", 0.74, 0.1, losses), cell("vit", "rho0.1", 0.74, 0.1, losses),
-             cell("vit", "rho0.2", 0.71, 0.99, losses), cell("resnet", "vanilla", 0.8, 0.8, losses)]
+    vit, resnet = [2.0, 1.0, 0.5, 0.25], [1.0, 0.1, 0.01, 0.001]
+    cells = [cell("vit", "vanilla", 0.70, 0.9, vit), cell("vit", "rho0.02", 0.72, 0.1, vit),
+             cell("vit", "rho0.05", 0.74, 0.1, vit), cell("vit", "rho0.1", 0.74, 0.1, vit),
+             cell("vit", "rho0.2", 0.71, 0.99, vit), cell("resnet", "vanilla", 0.8, 0.8, resnet)]
+    results = {"cells": {str(i): c for i, c in enumerate(cells)}}
+    assert ladder.choices(results) == {}  # the ResNet has no SAM runs yet: the rung waits for it
+    cells += [cell("resnet", f"rho{r}", 0.8 + (r == "0.2") / 100, 0.0, resnet) for r in ladder.RHOS]
+    cells += [cell("vit", "vanilla", 0.7, 0.9, vit, "6000")]  # a rung with a family unfinished
     got = ladder.choices({"cells": {str(i): c for i, c in enumerate(cells)}})
-    assert list(got) == [("vit", "2350")]  # the ResNet has no SAM runs yet
-    assert got[("vit", "2350")]["rho"] == 0.05 and got[("vit", "2350")]["matched_loss"] == 1.0
-    rules = ladder.where_rules(got)
-    assert rules == [{"when": {"model": "vit", "train_images": "2350"},
-                      "set": {"optim.rho": 0.05, "train.matched_loss": 1.0}}]
+    assert sorted(got) == [("resnet", "2350"), ("vit", "2350")]
+    assert got[("vit", "2350")]["rho"] == 0.05 and got[("resnet", "2350")]["rho"] == 0.2
+    assert got[("vit", "2350")]["family_loss_at_half"] == 1.0 and got[("resnet", "2350")]["family_loss_at_half"] == 0.1
+    assert {c["matched_loss"] for c in got.values()} == {1.0}  # one level for the rung: the highest
+    assert ladder.choices({"cells": {str(i): c for i, c in enumerate(cells)}}, {("vit", "2350")}) == {
+        ("vit", "2350"): got[("vit", "2350")]}
+    assert ladder.where_rules(got)[1] == {"when": {"model": "vit", "train_images": "2350"},
+                                          "set": {"optim.rho": 0.05, "train.matched_loss": 1.0}}
 
 
 def test_a_reanalysis_keeps_the_verdicts_of_the_earlier_rule() -> None:
@@ -227,10 +235,15 @@ def test_the_ladder_table_and_figure(tmp_path: Path) -> None:
     assert vit["gain"]["effect"] == pytest.approx(2.0) and vit["adamw"]["mean"] == pytest.approx(71.0)
     ratio = next(r for r in rows if r.get("metric") == "lambda_max_matched" and r["train_images"] == "6000")
     assert ratio["log_ratio"]["effect"] == pytest.approx(np.mean(np.log([10 / 20, 12 / 22, 11 / 21])))
+    gap = next(r for r in rows if r.get("contrast") == "gap" and r["train_images"] == "2350")
+    difference = next(r for r in rows if r.get("contrast") == "gain_difference" and r["train_images"] == "2350")
+    assert gap["model"] == "vit / resnet" and gap["points"]["effect"] == pytest.approx(2.0)  # 72+k - (70+k)
+    assert difference["points"]["effect"] == pytest.approx(2.0) and difference["points"]["n"] == 3  # 2 - 0
     blocks = view.blocks(results, tmp_path)
     assert (tmp_path / "ladder.png").stat().st_size > 10_000
     tables = [b for b in blocks if type(b).__name__ == "Table"]
-    assert len(tables) == 2 and tables[0].rows[0][4].startswith("+0.0") is False
+    assert len(tables) == 3 and tables[0].rows[0][4].startswith("+0.0") is False
+    assert tables[1].rows[0][:2] == ("2350", "vit / resnet") and tables[1].rows[0][2].startswith("+2.0")
     assert view.blocks({"cells": {}, "axes": {}}, tmp_path) == []  # nothing finished: no section
 
 

@@ -13,8 +13,9 @@ Fixed before the ladder's runs (docs/ladder.md quotes them). The ladder suite's 
 * **Sharpness vs size**: log(lambda_max ViT / lambda_max ResNet) with AdamW, against log2(training images) (slope)
   and with the 2x pair minus the micro pair. Predicted positive (the paper's ViT-B/16 is sharper than its ResNet:
   738.8 against 179.8). The verdict uses lambda_max at matched training loss (the first epoch whose training loss
-  falls below a level fixed per family and rung before the runs); the end-of-training value is reported beside it
-  as a secondary test, because near-zero loss flattens the Hessian and then measures the loss level.
+  falls below a level fixed per rung before the runs and shared by its families); the end-of-training value is
+  reported beside it as a secondary test, because near-zero loss flattens the Hessian and then measures the loss
+  level.
 * **The gap**: ViT-SAM minus ResNet-AdamW in points, against log2(training images) (slope) and model size.
   Predicted positive; where its slope holds, the size at which the line crosses zero is given with its interval, and
   a crossing beyond the measured range is an extrapolation, not a finding.
@@ -209,8 +210,10 @@ FAMILIES = ("vit", "mixer", "resnet", "vit2", "resnet2")
 
 def rung_table(results: dict[str, Any]) -> list[dict[str, Any]]:
     """The ladder's table: per rung and family, AdamW's and SAM's test accuracy (points, mean +- std), SAM's gain
-    paired by seed with its 95% interval, and AdamW's lambda_max at matched loss and at the end; per rung, the ViT /
-    ResNet sharpness log ratio (matched and end, micro and 2x) with its interval. What the figure draws."""
+    paired by seed with its 95% interval, and AdamW's lambda_max at matched loss and at the end; per rung and pair
+    (micro, 2x), the gap (ViT-SAM minus ResNet-AdamW) and the gain difference (ViT's SAM gain minus ResNet's), in
+    points paired by seed, and the ViT / ResNet sharpness log ratio (matched and end) with its interval. What the
+    figure draws."""
     e = Evidence(results)
     rows = []
     for rung in sorted(e.axes.get(AXIS, []), key=float):
@@ -229,43 +232,73 @@ def rung_table(results: dict[str, Any]) -> list[dict[str, Any]]:
                 except Missing:
                     row[f"adamw_{metric}"] = None
             rows.append(row)
-        for pair in (MICRO, WIDE):
-            for metric in ("lambda_max_matched", "lambda_max"):
-                try:
-                    ratio = _sharpness_ratio(e, rung, pair, metric)
-                except Missing:
-                    continue
-                rows.append({AXIS: rung, "model": f"{pair[0]} / {pair[1]}", "metric": metric,
-                             "log_ratio": stats.one_sample(list(ratio.values()))})
+        rows += _pair_rows(e, rung)
+    return rows
+
+
+def _pair_rows(e: Evidence, rung: str) -> list[dict[str, Any]]:
+    """One rung's contrasts of each pair (micro, 2x): the gap, the gain difference and the sharpness log ratios."""
+    rows: list[dict[str, Any]] = []
+    for pair in (MICRO, WIDE):
+        for contrast, of in (("gap", _gap), ("gain_difference", _gain_difference)):
+            try:
+                values = of(e, rung, pair)
+            except Missing:
+                continue
+            if values:
+                rows.append({AXIS: rung, "model": f"{pair[0]} / {pair[1]}", "contrast": contrast,
+                             "points": stats.one_sample(list(values.values()))})
+        for metric in ("lambda_max_matched", "lambda_max"):
+            try:
+                ratio = _sharpness_ratio(e, rung, pair, metric)
+            except Missing:
+                continue
+            rows.append({AXIS: rung, "model": f"{pair[0]} / {pair[1]}", "metric": metric,
+                         "log_ratio": stats.one_sample(list(ratio.values()))})
     return rows
 
 
 RHOS = ("0.02", "0.05", "0.1", "0.2")
-HALF = 0.5  # the matched-loss level: the AdamW selection run's training loss at half its epochs
+HALF = 0.5  # the matched-loss level: the AdamW selection runs' training loss at half their epochs
 
 
-def choices(results: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
+def choices(results: dict[str, Any], expected: set[tuple[str, str]] | None = None
+            ) -> dict[tuple[str, str], dict[str, Any]]:
     """(model, rung) -> SAM's rho and the matched-loss level, from the selection suite's finished cells
-    (``ladder-select``), by rules fixed before it ran: rho is the one whose runs reach the highest validation
-    accuracy at the last epoch (mean over the selection seeds; a tie goes to the smaller rho); the level is the
-    AdamW run's mean training loss at half its epochs. Only (model, rung) pairs with every run finished appear."""
+    (``ladder-select``), by rules fixed before any ladder cell ran.
+
+    rho is the one whose runs reach the highest validation accuracy at the last epoch (mean over the selection
+    seeds; a tie goes to the smaller rho). The matched-loss level is one per rung, shared by every family there: the
+    highest of the families' AdamW training losses at half their epochs, a level each AdamW run has passed by then.
+    One level per rung matches SAM with AdamW within a family *and* the ViT with the ResNet, whose own half-epoch
+    losses differ 30-fold (0.42 against 0.0125 at 2,350 images). A rung appears only when every (model, rung) of
+    ``expected`` there (default: those with any finished cell) has all its runs finished."""
     runs: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
     for cell in results.get("cells", {}).values():
         lab = cell["labels"]
         runs.setdefault((lab["model"], lab[AXIS], lab["setting"]), []).append(cell)
-    out = {}
-    for model, rung in sorted({(m, r) for m, r, _ in runs}):
+    expected = expected if expected is not None else {(m, r) for m, r, _ in runs}
+    per_family = {}
+    for model, rung in sorted(expected):
         settings = {s: runs.get((model, rung, s)) for s in ("vanilla", *(f"rho{r}" for r in RHOS))}
         if not all(settings.values()):
             continue
         val = {r: sum(c["metrics"]["val_accuracy"] for c in settings[f"rho{r}"]) / len(settings[f"rho{r}"])
                for r in RHOS}
-        rho = max(RHOS, key=lambda r: (val[r], -float(r)))
         levels = [_loss_at_half(c) for c in settings["vanilla"]]
-        out[(model, rung)] = {"rho": float(rho), "val_accuracy": {r: round(v, 4) for r, v in val.items()},
-                              "adamw_val_accuracy": round(sum(c["metrics"]["val_accuracy"]
-                                                              for c in settings["vanilla"]) / len(levels), 4),
-                              "matched_loss": float(f"{sum(levels) / len(levels):.3g}")}
+        per_family[(model, rung)] = {
+            "rho": float(max(RHOS, key=lambda r: (val[r], -float(r)))),
+            "val_accuracy": {r: round(v, 4) for r, v in val.items()},
+            "adamw_val_accuracy": round(sum(c["metrics"]["val_accuracy"] for c in settings["vanilla"]) / len(levels),
+                                        4),
+            "family_loss_at_half": float(f"{sum(levels) / len(levels):.3g}")}
+    out = {}
+    for rung in sorted({r for _, r in expected}, key=float):
+        family = {m: c for (m, r), c in per_family.items() if r == rung}
+        if len(family) < sum(r == rung for _, r in expected):
+            continue
+        level = max(c["family_loss_at_half"] for c in family.values())
+        out |= {(m, rung): c | {"matched_loss": level} for m, c in family.items()}
     return out
 
 
@@ -294,14 +327,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"usage: python -m sharpvision.experiments.ladder SELECT_DIR (a ladder-select suite directory); "
               f"got {' '.join(args) or 'nothing'}", file=sys.stderr)
         return 2
+    from sharpvision.experiments.suite import load_suite
     cells = {}
     for path in sorted((Path(args[0]) / "cells").glob("*/result.json")):
         r = json.loads(path.read_text())
         cells[r["cell"]] = {"labels": r["labels"], "metrics": cell_metrics(r), "curve": r["curve"]}
-    chosen = choices({"cells": cells})
+    expected = {(c.label("model"), c.label(AXIS)) for c in load_suite(Path(args[0]) / "suite.yaml").cells()}
+    chosen = choices({"cells": cells}, expected)
     for (m, r), c in chosen.items():
-        print(f"# {m} at {r} images: rho {c['rho']} (val {c['val_accuracy']}, AdamW {c['adamw_val_accuracy']}), "
-              f"matched loss {c['matched_loss']}")
+        print(f"# {m} at {r} images: rho {c['rho']} (val {c['val_accuracy']}, AdamW {c['adamw_val_accuracy']}); "
+              f"AdamW loss at half its epochs {c['family_loss_at_half']}, the rung's matched loss {c['matched_loss']}")
     print(yaml.safe_dump({"where": where_rules(chosen)}, sort_keys=False, default_flow_style=None), end="")
     return 0
 

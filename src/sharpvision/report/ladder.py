@@ -28,6 +28,15 @@ def blocks(results: dict[str, Any], figures: Path) -> list[Block]:
                          stats.fmt_effect(r["gain"]), str(r["gain"]["n"]), _lambdas(r)) for r in families),
                   id="ladder", caption="Test accuracy in points at the last epoch (mean +- std over seeds); SAM's "
                   "gain paired by seed.")
+    contrasts = [r for r in rows if "contrast" in r]
+    contrast_table = Table(("images", "pair", "ViT-SAM - ResNet-AdamW [95% CI]", "ViT gain - ResNet gain [95% CI]",
+                            "n"),
+                           tuple((rung, pair, *(stats.fmt_effect(by[c]["points"]) if c in by else "n/a"
+                                                for c in ("gap", "gain_difference")),
+                                  str(next(iter(by.values()))["points"]["n"]))
+                                 for (rung, pair), by in _by_pair(contrasts).items()),
+                           caption="Points, paired by seed (the seed draws both networks' data). Positive gap: "
+                           "the ViT with SAM beats the ResNet with AdamW.")
     ratios = [r for r in rows if "log_ratio" in r]
     ratio_table = Table(("images", "pair", "lambda_max at", "log(ViT / ResNet) [95% CI]", "n"),
                         tuple((r[AXIS], r["model"], "matched loss" if r["metric"].endswith("matched") else "end",
@@ -39,7 +48,14 @@ def blocks(results: dict[str, Any], figures: Path) -> list[Block]:
             Figure(NAME, "Left: SAM's gain per family against the training-set size (mean and 95% interval over "
                    "seeds). Right: log(lambda_max ViT / ResNet) with AdamW, at matched training loss and at the end "
                    "(above zero: the ViT is sharper)."),
-            table, *([ratio_table] if ratios else [])]
+            table, *([contrast_table] if contrasts else []), *([ratio_table] if ratios else [])]
+
+
+def _by_pair(rows: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, dict[str, Any]]]:
+    out: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}
+    for r in rows:
+        out.setdefault((r[AXIS], r["model"]), {})[r["contrast"]] = r
+    return out
 
 
 def _lambdas(row: dict[str, Any]) -> str:
