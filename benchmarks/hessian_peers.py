@@ -2,16 +2,20 @@
 (ARPACK, through curvlinops), at equal accuracy.
 
     make bench-deps && python benchmarks/hessian_peers.py --runs runs/geometry/tiny_vit runs/geometry/tiny_resnet
-    python benchmarks/hessian_peers.py --device cuda --sample 2048 --models resnet18_cifar vit_s4
+    python benchmarks/hessian_peers.py --device cuda --images 2048 --models resnet18_cifar vit_s4
 
 Same model (eval mode), same fixed Fashion-MNIST sample as one batch (each side keeps its gradient graph, as
 PyHessian's single-batch mode does). The reference is curvlinops' HessianLinearOperator under SciPy's eigsh at
-tol 1e-6. Each tool runs at every tolerance of ``--tols`` (each by its own rule: ours the Ritz value's change over
-two Lanczos steps, PyHessian the change of its estimate between power steps), every repeat side by side in one
+tol 1e-6. Each tool runs at every tolerance of ``--tols`` (each by its own rule: ours the Kato-Temple bound or the
+Ritz value's change over two Lanczos steps, PyHessian the change of its estimate between power steps), every repeat
+side by side in one
 process with the order rotated; a tool's time at a tolerance is the median over repeats. "At equal accuracy" takes
 each tool at its fastest tolerance whose value lands within ``--accuracy`` (0.5%) of eigsh in every repeat, and
 the ratio is PyHessian's time there over ours there. PyHessian draws its start from the global RNG; it is seeded
-(0) before each call, so its value at a tolerance is the same in every repeat. On a timm ViT whose attention is
+(0) before each call, so its value at a tolerance is the same in every repeat; each of its calls starts with no
+stored gradient (its ``backward(create_graph=True)`` adds to ``.grad``, so a gradient left by an earlier call or
+peer would enter the product). Both sides take the model in eval mode (BatchNorm on its running statistics), in
+float32, with the same images and the mean cross-entropy. On a timm ViT whose attention is
 fused, PyHessian (no double backward for SDPA) and curvlinops (no forward AD) fail as they are: that is recorded,
 and they run again under our math-attention mode. PyHessian 0.1 is the PyPI release, a peer of the benchmarks
 only (``make bench-deps``), never a dependency of the package. Results go to
@@ -47,6 +51,7 @@ def ours(model: nn.Module, x: torch.Tensor, y: torch.Tensor, tol: float) -> tupl
 def pyhessian(model: nn.Module, x: torch.Tensor, y: torch.Tensor, tol: float) -> tuple[float, int | None]:
     from pyhessian import hessian
     torch.manual_seed(0)  # its start vector comes from the global RNG
+    model.zero_grad(set_to_none=True)  # its backward adds to .grad: start from none, as a fresh model does
     h = hessian(model.eval(), nn.CrossEntropyLoss(), data=(x, y), cuda=x.is_cuda)
     return float(h.eigenvalues(maxIter=100, tol=tol, top_n=1)[0][0]), None
 
@@ -137,11 +142,13 @@ def main() -> int:
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.add_argument("--models", nargs="*", default=["resnet_micro", "vit_micro"])
     p.add_argument("--runs", nargs="*", default=[], help="trained run directories to measure as well")
-    p.add_argument("--sample", type=int, default=256, help="training examples (one batch)")
+    p.add_argument("--images", "--sample", dest="sample", type=int, default=256,
+                   help="training examples (one batch; --sample still parses)")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--tols", type=float, nargs="+", default=[3e-2, 1e-2, 3e-3, 1e-3, 1e-4])
     p.add_argument("--accuracy", type=float, default=5e-3, help="equal accuracy: within this of eigsh")
     p.add_argument("--out", help="write the JSON here instead of benchmarks/results/")
+    p.add_argument("--notes", default="", help="how the machine was shared, recorded with the results")
     p.add_argument("overrides", nargs="*", help="data overrides, e.g. data.root=.data/fashion-mnist")
     args = p.parse_args()
     rows = []
@@ -157,8 +164,9 @@ def main() -> int:
               f"PyHessian at tol {r['fastest_within_accuracy'][PEER]}: "
               f"{'n/a' if speed is None else f'{speed:.2f}x'} PyHessian's speed", flush=True)
     write_result({"benchmark": "hessian_peers", "figure": "top Hessian eigenvalue: time at equal accuracy",
-                  **provenance(args.device), "sample": args.sample, "repeats": args.repeats, "tols": args.tols,
-                  "accuracy": args.accuracy, "results": rows}, f"hessian_peers_{args.device}", args.out)
+                  **provenance(args.device), "notes": args.notes, "sample": args.sample, "repeats": args.repeats,
+                  "tols": args.tols, "accuracy": args.accuracy, "results": rows},
+                 f"hessian_peers_{args.device}", args.out)
     return 0
 
 

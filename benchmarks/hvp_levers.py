@@ -1,7 +1,7 @@
 """What makes the top Hessian eigenvalue cheap: the cost of one Hessian-vector product by each way of computing it
 (the levers), and the number of products Lanczos needs for a given accuracy from each start.
 
-Per product, on a micro model at initialisation, one fixed sample of ``--sample`` Fashion-MNIST-shaped inputs,
+Per product, on a micro model at initialisation, one fixed sample of ``--images`` Fashion-MNIST-shaped inputs,
 eval mode, medians of ``--rounds`` rounds with the ways rotated in one process. The baseline is PyHessian's
 single-batch way, and ours before chunking: float32, math attention (SDPA's math kernel), the sample as one batch,
 its gradient graph built once and each product one backward through it. Each lever changes one thing:
@@ -21,8 +21,9 @@ Lanczos bookkeeping: one step's re-orthogonalisation and Ritz values, against on
 Products to accuracy (exact counts, not timed): Lanczos from a Gaussian start and from the gradient-plus-Gaussian
 start ``hessian_eigenvalues`` uses, and power iteration from the Gaussian, the first step after which the estimate
 stays within 0.5% and 0.1% of the converged top eigenvalue (Lanczos at ``--iters`` steps); and
-``hessian_eigenvalues`` at ``tol=1e-3``: its products and error, and the products the residual rule it replaced
-(``||Hy - theta y|| <= tol |theta|``) would have taken on the same run.
+``hessian_eigenvalues`` at ``tol=1e-3``: its products and error, and the products each stopping rule alone would
+have taken on the same run: the plain residual rule (``||Hy - theta y|| <= tol |theta|``), the two-step Ritz change
+and the Kato-Temple bound (``lanczos`` stops at whichever of the last two comes first).
 
     python benchmarks/hvp_levers.py            # about 5 minutes on 2 CPU cores
 """
@@ -42,7 +43,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from sharpvision import models
 from sharpvision.analysis.core import analysis_mode, dot, hvp_operator, norm
-from sharpvision.analysis.hessian import Lanczos, _Basis, _random, hessian_eigenvalues, lanczos
+from sharpvision.analysis.hessian import Lanczos, _Basis, _kato_temple, _random, hessian_eigenvalues, lanczos
 
 MODELS = ("vit_micro", "resnet_micro")
 ACCURACY = (5e-3, 1e-3)
@@ -177,15 +178,17 @@ def steps_to(values: list[float], target: float, accuracy: float) -> int | None:
     return next((i + 1 for i in range(len(values)) if all(inside[i:])), None)
 
 
-def _tops(run: Lanczos) -> tuple[list[float], list[float]]:
-    """The top Ritz value and its residual ||H y - theta y|| = beta_m |last component of y| after each step."""
-    t, tops, residuals = run.tridiagonal(), [], []
+def _tops(run: Lanczos, tol: float = 1e-3) -> tuple[list[float], list[float], list[bool]]:
+    """After each step: the top Ritz value, its residual ||H y - theta y|| = beta_m |last component of y|, and
+    whether the Kato-Temple rule of ``lanczos`` holds at ``tol``."""
+    t, tops, residuals, temple = run.tridiagonal(), [], [], []
     betas = [*run.beta, 0.0]
     for m in range(1, len(run.alpha) + 1):
         values, vectors = torch.linalg.eigh(t[:m, :m])
         tops.append(values[-1].item())
         residuals.append(betas[m - 1] * vectors[-1, -1].abs().item())
-    return tops, residuals
+        temple.append(_kato_temple(values, betas[m - 1] * vectors[-1].abs(), 1, tol))
+    return tops, residuals, temple
 
 
 def products_needed(model: nn.Module, x: torch.Tensor, y: torch.Tensor, iters: int) -> dict[str, object]:
@@ -196,8 +199,8 @@ def products_needed(model: nn.Module, x: torch.Tensor, y: torch.Tensor, iters: i
     gaussian = _random(template, torch.Generator().manual_seed(0), "gaussian")
     gradient = hvp.gradient()
     mixed = [g / norm(gradient) + z / norm(gaussian) for g, z in zip(gradient, gaussian)]
-    random_tops, _ = _tops(lanczos(hvp, gaussian, iters))
-    mixed_tops, _ = _tops(lanczos(hvp, mixed, iters))
+    random_tops, _, _ = _tops(lanczos(hvp, gaussian, iters))
+    mixed_tops, _, _ = _tops(lanczos(hvp, mixed, iters))
     converged = max(random_tops[-1], mixed_tops[-1])
     power, v = [], [s / norm(gaussian) for s in gaussian]
     for _ in range(iters):
@@ -208,14 +211,17 @@ def products_needed(model: nn.Module, x: torch.Tensor, y: torch.Tensor, iters: i
     # the residual rule hessian_eigenvalues used before, on a run from the same start (a new graph: leaving its
     # analysis mode, hessian_eigenvalues put the BatchNorm buffers back in place, which the old graph saved)
     hvp = hvp_operator(model, nn.functional.cross_entropy, [(x, y)], params, keep_graph=True)
-    _, residuals = _tops(lanczos(hvp, mixed, ours["matvecs"] + 20))
+    _, residuals, temple = _tops(lanczos(hvp, mixed, ours["matvecs"] + 20))
     tops = mixed_tops[:len(residuals)]
     residual_rule = next((m + 1 for m, (t, r) in enumerate(zip(tops, residuals)) if r <= 1e-3 * abs(t)), None)
+    two_step = next((m + 1 for m in range(2, len(tops)) if tops[m] - tops[m - 2] <= 1e-3 * abs(tops[m])), None)
+    kato_temple = next((m + 1 for m, done in enumerate(temple) if done), None)
     return {"converged": converged, "lanczos_estimates": random_tops, "lanczos_gradient_start_estimates": mixed_tops,
             "power_estimates": power,
             "ours_products_at_tol_1e-3": ours["matvecs"],
             "ours_error_at_tol_1e-3": abs(ours["eigenvalues"][0] - converged) / abs(converged),
-            "residual_rule_products_at_tol_1e-3": residual_rule,
+            "residual_rule_products_at_tol_1e-3": residual_rule, "two_step_rule_products_at_tol_1e-3": two_step,
+            "kato_temple_rule_products_at_tol_1e-3": kato_temple,
             **{f"lanczos_steps_to_{a:g}": steps_to(random_tops, converged, a) for a in ACCURACY},
             **{f"lanczos_gradient_start_steps_to_{a:g}": steps_to(mixed_tops, converged, a) for a in ACCURACY},
             **{f"power_steps_to_{a:g}": steps_to(power, converged, a) for a in ACCURACY}}
@@ -224,9 +230,11 @@ def products_needed(model: nn.Module, x: torch.Tensor, y: torch.Tensor, iters: i
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--models", nargs="+", default=list(MODELS))
-    p.add_argument("--sample", type=int, default=256)
+    p.add_argument("--images", "--sample", dest="sample", type=int, default=256,
+                   help="inputs in the one-batch sample (--sample still parses)")
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--iters", type=int, default=40)
+    p.add_argument("--notes", default="", help="how the machine was shared, recorded with the results")
     args = p.parse_args()
     rows = {}
     for name in args.models:
@@ -240,8 +248,8 @@ def main() -> None:
         rows[name] = {**timed, **needed}
         print(name, {w: f"{s:.3f}s" for w, s in timed["seconds_per_product"].items()}, timed["failed"],
               {k: v for k, v in needed.items() if "steps" in k or "products" in k}, flush=True)
-    write_result({"benchmark": "hvp_levers", **provenance("cpu"), "sample": args.sample, "rounds": args.rounds,
-                  "iters": args.iters, "models": rows}, "hvp_levers_cpu")
+    write_result({"benchmark": "hvp_levers", **provenance("cpu"), "notes": args.notes, "sample": args.sample,
+                  "rounds": args.rounds, "iters": args.iters, "models": rows}, "hvp_levers_cpu")
 
 
 if __name__ == "__main__":
