@@ -249,8 +249,8 @@ def parser() -> argparse.ArgumentParser:
                        description="Without --what, a first look: lambda_max and the trace, lambda_max per "
                                    "block, sparsity, the 1-D landscape from the trained weights to the "
                                    "initialization, weight norms. Measured on the tiny.yaml run (vit_micro, 1,024 "
-                                   "images) on a shared 2-core CPU, one thread: the first look 111 s, --what all "
-                                   "7.0 min (docs/analysis.md).")
+                                   "images) on a quiet 2-core CPU: the first look 66 s, --what all 3.8 min "
+                                   "(docs/analysis.md).")
     a.add_argument("targets", nargs="+", help="run directories or checkpoint folders")
     a.add_argument("--what", help="comma-separated pieces, or 'all' (attention only for ViTs); default: the first "
                                   "look (hessian, trace, sparsity, landscape_1d, norms)")
