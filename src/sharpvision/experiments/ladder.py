@@ -185,8 +185,7 @@ def waiting(suite: Suite, cells: list[Cell]) -> str | None:
     set by a ``where`` rule from ``ladder-select`` (the matched-loss level, and SAM's rho for a SAM cell), so that no
     cell ever trains with a rho nobody chose."""
     def chosen(cell: Cell) -> bool:
-        fields = {o.split("=", 1)[0] for when, sets in suite.where
-                  if all((a, v) in cell.labels for a, v in when.items()) for o in sets}
+        fields = {o.split("=", 1)[0] for o in suite.where_of(cell)}
         return "train.matched_loss" in fields and ("optim.rho" in fields or cell.label("setting") != "sam")
 
     pending = sorted({(c.label("model"), c.label(AXIS)) for c in cells if not chosen(c)},

@@ -128,10 +128,15 @@ class Suite:
         for combo in itertools.product(*kept):
             labels = tuple((axis, label) for axis, (label, _) in zip(names, combo))
             overrides = self.overrides + tuple(o for _, (_, sets) in zip(names, combo) for o in sets)
-            overrides += tuple(o for when, sets in self.where if all((a, v) in labels for a, v in when.items())
-                               for o in sets)
-            out.append(Cell(labels, overrides))
+            out.append(Cell(labels, overrides + self._where_sets(labels)))
         return out
+
+    def where_of(self, cell: Cell) -> tuple[str, ...]:
+        """The overrides the ``where`` rules set on ``cell`` (those matching all its labels)."""
+        return self._where_sets(cell.labels)
+
+    def _where_sets(self, labels: tuple[tuple[str, str], ...]) -> tuple[str, ...]:
+        return tuple(o for when, sets in self.where if all((a, v) in labels for a, v in when.items()) for o in sets)
 
     def with_where(self, rules: list[Any]) -> Suite:
         """This suite under other ``where`` rules (those of another version of its YAML), to compare the cells
