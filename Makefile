@@ -38,7 +38,7 @@ bench-deps: setup
 	$(BIN)/pip install -q --disable-pip-version-check -r requirements-bench.txt
 
 lint: setup
-	$(BIN)/ruff check src tests benchmarks scripts
+	$(BIN)/ruff check src tests benchmarks studies scripts
 
 # rewrite the figures blocks in README.md and docs/*.md from benchmarks/results/*.json (standard library only)
 docs:

@@ -30,6 +30,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
+STUDIES = ROOT / "studies"  # the scripts that train, evaluate or tabulate for a study (benchmarks/ times)
 # markers stand alone on their line, so a page can mention one inline (in backticks) without opening a block
 OPEN = re.compile(r"^<!-- figures: ([\w.:-]+) -->$", re.M)
 BLOCK = re.compile(r"^<!-- figures: (?P<name>[\w.:-]+) -->\n.*?^<!-- /figures: (?P=name) -->$", re.S | re.M)
@@ -94,8 +95,11 @@ def table(header: list[str], rows: list[list[str]]) -> str:
 
 
 def command(data: dict[str, Any]) -> str:
-    """The recorded command; some results were made from inside benchmarks/, so their script gets its folder."""
-    return re.sub(r"^python (?!benchmarks/)(\w+\.py)", r"python benchmarks/\1", data["command"])
+    """The recorded command with its script where it is now: some results were made from inside benchmarks/, so their
+    script gets its folder, and a study recorded as benchmarks/NAME.py lives in studies/ now."""
+    def now(m: re.Match[str]) -> str:
+        return f"python {'studies' if (STUDIES / m[1]).is_file() else 'benchmarks'}/{m[1]}"
+    return re.sub(r"(?<![\w/-])python (?:benchmarks/)?(\w+\.py)", now, data["command"])
 
 
 def source(path: Path, cmd: str, device: str, torch: str) -> str:
@@ -308,7 +312,7 @@ def cli_startup(path: Path) -> str:
 
 @renders("suite_")
 def suite(path: Path) -> str:
-    """Any suite's aggregate (benchmarks/suite_result.py): the seed groups, mean +- std with n, and per cell the
+    """Any suite's aggregate (studies/suite_result.py): the seed groups, mean +- std with n, and per cell the
     epoch of its best validation accuracy (the learning curves are in the cells' result.json)."""
     d = load(path)
     names = [("train_accuracy", "final train accuracy (labels trained on)"), ("best_val_accuracy", "best val accuracy"),
@@ -544,7 +548,7 @@ def _mean_or_ms(cell: dict[str, float], n: int, digits: int = 1) -> str:
 
 @renders("prune")
 def prune_table(path: Path) -> str:
-    """benchmarks/prune_table.py: accuracy lost by pruning, AdamW against SAM models."""
+    """studies/prune_table.py: accuracy lost by pruning, AdamW against SAM models."""
     d = load(path)
     seeds, rows = d["seeds"], []
     for family, t in d["table"].items():
@@ -570,7 +574,7 @@ def prune_table(path: Path) -> str:
 
 @renders("transfer")
 def transfer_table(path: Path) -> str:
-    """benchmarks/transfer_table.py: probe and fine-tune accuracy from AdamW and SAM sources."""
+    """studies/transfer_table.py: probe and fine-tune accuracy from AdamW and SAM sources."""
     d = load(path)
     rows = []
     for key, r in d["table"].items():
@@ -680,7 +684,7 @@ def roadmap_table(path: Path) -> str:
                   "change AdamW (points)", "change SAM (points)"]
     header_rob = ["step", "lambda_max AdamW / SAM", "mean corruption acc. (%)",
                   *(f"PGD-{s['steps']} eps {e} (%)" for e in eps)]
-    cmd = ("python benchmarks/robustness_table.py benchmarks/results/roadmap_cpu --only setting=vanilla --only "
+    cmd = ("python studies/robustness_table.py benchmarks/results/roadmap_cpu --only setting=vanilla --only "
            f"setting=sam --corruption-subset {s['corruption_subset']} --attack-subset {s['attack_subset']} "
            "--no-mnist-c && sharpvision report benchmarks/results/roadmap_cpu")
     return (f"{table(header_acc, acc)}\n\n{table(header_rob, robust)}\n\n"
@@ -715,13 +719,13 @@ def robustness_table(path: Path) -> str:
                      f"{s['attack_subset']:,}. SAM's gain: SAM's mean minus AdamW's. The claim, as the suite's "
                      f"claims.json judges it (the gains paired by seed, 95% intervals, p < 0.05): {claim['claim']}: "
                      f"**{claim['verdict']}** ({claim['ours']}).")
-    cmd = "python benchmarks/robustness_table.py benchmarks/results/paper_cpu"
+    cmd = "python studies/robustness_table.py benchmarks/results/paper_cpu"
     return f"{table(header, out)}\n\n{text}\n\n" + _suite_source(path, cmd)
 
 
 @renders("contrastive")
 def contrastive_table(path: Path) -> str:
-    """benchmarks/contrastive_table.py: SimCLR pre-training of the micro ViT with and without SAM."""
+    """studies/contrastive_table.py: SimCLR pre-training of the micro ViT with and without SAM."""
     d = load(path)
     rows = []
     for metric, label in (("probe_test_accuracy", "linear probe"), ("knn_test_accuracy", "kNN (k = 20)")):
@@ -813,7 +817,7 @@ def hvp_levers(path: Path) -> str:
 
 @renders("convnext_vs_resnet")
 def convnext_vs_resnet(path: Path) -> str:
-    """benchmarks/convnext_vs_resnet_attack.py: PGD accuracy of ConvNeXt and ResNet at equal clean accuracy."""
+    """studies/convnext_vs_resnet_attack.py: PGD accuracy of ConvNeXt and ResNet at equal clean accuracy."""
     d = load(path)
     rows = []
     for e, r in d["table"].items():

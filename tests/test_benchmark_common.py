@@ -44,21 +44,3 @@ def test_paired_keeps_the_committed_shape_and_computes_through_stats(common) -> 
     assert common.paired_t_p([0.85, 0.86], [0.85, 0.86]) is None  # no spread: no p
     assert common.paired_t_p([0.06, 0.09], [0.01, 0.04]) is None  # +5 points twice, up to rounding
 
-
-def test_the_prune_table_carries_the_sources_accuracy_and_drops_by_hand(common) -> None:
-    """prune_table.summarise: each family's source accuracy in % (mean +- std over seeds) and the drop of a cut paired
-    by seed, so the docs only format them."""
-    prune_table = importlib.import_module("prune_table")
-    keys = [f"{by}@{a}" for by in prune_table.CRITERIA for a in prune_table.AMOUNTS]
-    acc = {("vanilla", 0): 0.80, ("vanilla", 1): 0.84, ("sam", 0): 0.82, ("sam", 1): 0.83}
-    after = {("vanilla", 0): 0.78, ("vanilla", 1): 0.80, ("sam", 0): 0.815, ("sam", 1): 0.825}  # drops 2, 4 / 0.5, 0.5
-    sources = {f"{family}/{s}/seed{seed}": {"test_accuracy": acc[s, seed],
-                                            "pruned": {k: {"test_accuracy": after[s, seed]} for k in keys}}
-               for family in prune_table.FAMILIES for (s, seed) in acc}
-    vit = prune_table.summarise(sources, [0, 1])["vit"]
-    assert vit["test_accuracy_pct"]["vanilla"]["mean"] == pytest.approx(82.0)
-    assert vit["test_accuracy_pct"]["sam"]["std"] == pytest.approx(stats.tstd([82.0, 83.0]))
-    half = vit["drops"]["activity@0.5"]
-    assert half["drop_vanilla"]["mean"] == pytest.approx(3.0) and half["drop_sam"]["mean"] == pytest.approx(0.5)
-    assert half["sam_minus_vanilla"]["mean"] == pytest.approx((0.5 - 2 + 0.5 - 4) / 2)
-    assert vit["largest_activity_amount_within_1pt"] == {"vanilla": [0.0, 0.0], "sam": [0.9, 0.9]}

@@ -13,7 +13,8 @@ from types import ModuleType
 import pytest
 
 ROOT = Path(__file__).parents[1]
-PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md")), *sorted((ROOT / "benchmarks").rglob("*.md"))]
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md")), *sorted((ROOT / "benchmarks").rglob("*.md")),
+         *sorted((ROOT / "studies").rglob("*.md"))]
 # pages linked before they are written (each is checked to be still missing, so the list cannot go stale)
 NOT_YET_WRITTEN: set[Path] = set()
 

@@ -5,8 +5,8 @@ writes the tables the suite names (``DIR/tables/``: paper-cpu's ``robustness``, 
 are computed in sharpvision.experiments.tables). Resumable: run it again after more cells finish. The cells must
 still hold their checkpoints (the suite directory they trained in).
 
-    python benchmarks/robustness_table.py benchmarks/results/paper_cpu            # the Table 2 cells of paper-cpu
-    python benchmarks/robustness_table.py benchmarks/results/roadmap_cpu --only setting=vanilla --only setting=sam \
+    python studies/robustness_table.py benchmarks/results/paper_cpu               # the Table 2 cells of paper-cpu
+    python studies/robustness_table.py benchmarks/results/roadmap_cpu --only setting=vanilla --only setting=sam \
         --corruption-subset 500 --attack-subset 500 --no-mnist-c                   # every cell of the roadmap grid
 """
 

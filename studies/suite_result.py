@@ -1,7 +1,7 @@
 """Copy a finished suite's aggregate into benchmarks/results/ with the device, versions and command, so the docs
 can quote it (scripts/docs_figures.py renders every ``suite_*`` result).
 
-    python benchmarks/suite_result.py configs/suites/pilot-noise.yaml runs/pilot_noise suite_pilot_noise_cpu
+    python studies/suite_result.py configs/suites/pilot-noise.yaml runs/pilot_noise suite_pilot_noise_cpu
 """
 
 from __future__ import annotations

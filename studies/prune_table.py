@@ -9,7 +9,7 @@ secondary: the largest amount of the grid whose drop stays within 1 point, per m
 
 It prunes in memory (``sharpvision prune`` writes the same cuts to run directories); resumable per source.
 
-    python benchmarks/prune_table.py                    # after `sharpvision reproduce paper-cpu`
+    python studies/prune_table.py                       # after `sharpvision reproduce paper-cpu`
 """
 
 from __future__ import annotations

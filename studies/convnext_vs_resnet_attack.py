@@ -11,7 +11,7 @@ cell are attacked alike: PGD-10 L-inf at the eps of the robustness table, on the
 statistic: ConvNeXt minus ResNet robust accuracy paired by seed, mean +- std, n, two-sided paired t-test
 (scipy.stats.ttest_rel).
 
-    python benchmarks/convnext_vs_resnet_attack.py        # after paper-cpu's Table 2 cells; minutes per seed
+    python studies/convnext_vs_resnet_attack.py           # after paper-cpu's Table 2 cells; minutes per seed
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ a two-sided paired t-test (scipy.stats.ttest_rel); with n = 3 only a large, cons
 
 Resumable: finished runs (summary.json) are skipped; their small files can be committed.
 
-    python benchmarks/transfer_table.py                 # after `sharpvision reproduce paper-cpu`
+    python studies/transfer_table.py                    # after `sharpvision reproduce paper-cpu`
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ Decided before the runs (nothing is tuned; no test figure chooses anything):
 
 Resumable: finished runs (summary.json) are skipped, interrupted ones resume; their small files can be committed.
 
-    python benchmarks/contrastive_table.py                 # about 1.5 hours on 2 CPU cores
+    python studies/contrastive_table.py                    # about 1.5 hours on 2 CPU cores
 """
 
 from __future__ import annotations
