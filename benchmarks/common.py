@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import platform
+import shlex
 import statistics
 import sys
 import time
@@ -26,7 +27,7 @@ def provenance(device: torch.device | str) -> dict[str, Any]:
     name = (torch.cuda.get_device_name(device) if device.type == "cuda"
             else f"{platform.machine()} CPU, {torch.get_num_threads()} threads")
     versions = {"torch": str(torch.__version__), "timm": timm.__version__, "python": platform.python_version()}
-    return {"device": name, "versions": versions, "command": " ".join(["python", *sys.argv])}
+    return {"device": name, "versions": versions, "command": shlex.join(["python", *sys.argv])}
 
 
 def local_device() -> str:

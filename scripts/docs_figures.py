@@ -96,10 +96,15 @@ def table(header: list[str], rows: list[list[str]]) -> str:
 
 def command(data: dict[str, Any]) -> str:
     """The recorded command with its script where it is now: some results were made from inside benchmarks/, so their
-    script gets its folder, and a study recorded as benchmarks/NAME.py lives in studies/ now."""
+    script gets its folder, a study recorded as benchmarks/NAME.py lives in studies/ now, and a pilot suite recorded
+    under benchmarks/suites/ is a shipped suite now."""
     def now(m: re.Match[str]) -> str:
         return f"python {'studies' if (STUDIES / m[1]).is_file() else 'benchmarks'}/{m[1]}"
-    return re.sub(r"(?<![\w/-])python (?:benchmarks/)?(\w+\.py)", now, data["command"])
+    def suite(m: re.Match[str]) -> str:  # the pilot suites moved from benchmarks/suites/ to the shipped ones
+        shipped = f"configs/suites/{m[1].replace('_', '-')}.yaml"
+        return shipped if (ROOT / shipped).is_file() else m[0]
+    moved = re.sub(r"benchmarks/suites/(\w+)\.yaml", suite, data["command"])
+    return re.sub(r"(?<![\w/-])python (?:benchmarks/)?(\w+\.py)", now, moved)
 
 
 def source(path: Path, cmd: str, device: str, torch: str) -> str:
