@@ -1,6 +1,6 @@
 """LookSAM's alpha with AdamW, ours against pytorch-optimizer's: does any alpha train where 0.7 fails?
 
-    python benchmarks/looksam_alpha.py                       # vit_micro, 4,096 images, 4 epochs, ~10 min on 2 cores
+    python studies/looksam_alpha.py                       # vit_micro, 4,096 images, 4 epochs, ~10 min on 2 cores
 
 LookSAM-5 with the paper's alpha = 0.7 ends near chance on ``vit_micro`` (docs/benchmarks.md, and paper-cpu's
 variants grid). Our LookSAM normalises the stored direction g_v globally (Liu et al.'s Algorithm 1);

@@ -1,7 +1,7 @@
 """NTK condition number at initialization across the four model families (Chen et al. ICLR 2022, Table 1).
 
-    python benchmarks/ntk_families.py                                  # CPU: the four micro models, n = 64 and 128
-    python benchmarks/ntk_families.py --device cuda --models resnet18_cifar vit_s4 mixer_s4 convnext_n_cifar
+    python studies/ntk_families.py                                  # CPU: the four micro models, n = 64 and 128
+    python studies/ntk_families.py --device cuda --models resnet18_cifar vit_s4 mixer_s4 convnext_n_cifar
 
 kappa = lambda_max / lambda_min of the empirical NTK J J^T (summed logits, n x n, float64) on n Fashion-MNIST
 training images, for ``--seeds`` initializations of each model; the paper's ordering is ResNet < ViT < Mixer.

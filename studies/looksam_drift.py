@@ -1,7 +1,7 @@
 """How fast LookSAM's stored direction goes stale: cos(g, g_s) and cos between consecutive batches' g_v.
 
-    python benchmarks/looksam_drift.py                                  # vit_micro at init, rho 0.1 and 0.05
-    python benchmarks/looksam_drift.py --device cuda --model vit_s4 --batch 256 --data-root .data/fashion-mnist
+    python studies/looksam_drift.py                                  # vit_micro at init, rho 0.1 and 0.05
+    python studies/looksam_drift.py --device cuda --model vit_s4 --batch 256 --data-root .data/fashion-mnist
 
 LookSAM reuses g_v (the part of the SAM gradient g_s orthogonal to the plain gradient g, from the last SAM
 step) for k - 1 steps at 0.7 ||g||; that helps only if g_v changes slowly. At the initial weights of
