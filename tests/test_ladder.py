@@ -195,6 +195,10 @@ def test_selection_chooses_rho_on_validation_and_one_matched_loss_per_rung() -> 
         ("vit", "2350"): got[("vit", "2350")]}
     assert ladder.where_rules(got)[1] == {"when": {"model": "vit", "train_images": "2350"},
                                           "set": {"optim.rho": 0.05, "train.matched_loss": 1.0}}
+    expected = [c["labels"] for c in cells] + [{"train_images": "6000", "seed": "100", "model": m, "setting": s}
+                                               for m in ("vit", "resnet") for s in ("vanilla", "rho0.2")]
+    assert ladder.unfinished({"cells": {str(i): c for i, c in enumerate(cells)}}, expected) == {
+        "6000": ["vit rho0.2", "resnet vanilla", "resnet rho0.2"]}
 
 
 def test_a_reanalysis_keeps_the_verdicts_of_the_earlier_rule() -> None:

@@ -306,6 +306,18 @@ def _loss_at_half(cell: dict[str, Any]) -> float:
     return float(curve[round(HALF * len(curve)) - 1]["train_loss"])
 
 
+def unfinished(results: dict[str, Any], expected: list[dict[str, str]]) -> dict[str, list[str]]:
+    """rung -> the selection runs (``model setting``) it still waits for (a rung waiting for none is chosen): what a
+    user sees of a selection in progress."""
+    labels = [c["labels"] for c in results.get("cells", {}).values()]
+    done = {(lab["model"], lab[AXIS], lab["setting"]) for lab in labels}
+    out: dict[str, list[str]] = {}
+    for lab in expected:
+        if (lab["model"], lab[AXIS], lab["setting"]) not in done:
+            out.setdefault(lab[AXIS], []).append(f"{lab['model']} {lab['setting']}")
+    return dict(sorted(out.items(), key=lambda item: float(item[0])))
+
+
 def where_rules(chosen: dict[tuple[str, str], dict[str, Any]]) -> list[dict[str, Any]]:
     """The ladder suite's ``where`` rules for those choices."""
     return [{"when": {"model": m, AXIS: r}, "set": {"optim.rho": c["rho"], "train.matched_loss": c["matched_loss"]}}
@@ -331,11 +343,15 @@ def main(argv: list[str] | None = None) -> int:
     for path in sorted((Path(args[0]) / "cells").glob("*/result.json")):
         r = json.loads(path.read_text())
         cells[r["cell"]] = {"labels": r["labels"], "metrics": cell_metrics(r), "curve": r["curve"]}
-    expected = {(c.label("model"), c.label(AXIS)) for c in load_suite(Path(args[0]) / "suite.yaml").cells()}
-    chosen = choices({"cells": cells}, expected)
+    suite_cells = [dict(c.labels) for c in load_suite(Path(args[0]) / "suite.yaml").cells()]
+    chosen = choices({"cells": cells}, {(lab["model"], lab[AXIS]) for lab in suite_cells})
     for (m, r), c in chosen.items():
         print(f"# {m} at {r} images: rho {c['rho']} (val {c['val_accuracy']}, AdamW {c['adamw_val_accuracy']}); "
               f"AdamW loss at half its epochs {c['family_loss_at_half']}, the rung's matched loss {c['matched_loss']}")
+    for rung, runs in unfinished({"cells": cells}, suite_cells).items():
+        total = sum(lab[AXIS] == rung for lab in suite_cells)
+        print(f"# {rung} images: not chosen yet, {total - len(runs)} of {total} runs finished; waiting for "
+              f"{', '.join(runs)}")
     print(yaml.safe_dump({"where": where_rules(chosen)}, sort_keys=False, default_flow_style=None), end="")
     return 0
 
