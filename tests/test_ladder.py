@@ -172,8 +172,8 @@ def test_the_ntk_of_a_zero_initialised_head_is_measured_with_a_drawn_head() -> N
 
 def test_selection_chooses_rho_on_validation_and_one_matched_loss_per_rung() -> None:
     """Only the selection seeds' validation accuracy picks rho (a tie goes to the smaller rho); the matched-loss
-    level is one per rung, the highest of its families' AdamW training losses at half their epochs; a rung with a
-    family's run missing is not chosen."""
+    level is one per rung, the highest of its families' AdamW training losses at half their epochs; a family is
+    chosen once its own runs and every family's AdamW runs at the rung have finished."""
     def cell(model: str, setting: str, val: float, test: float, losses: list[float], rung: str = "2350") -> dict:
         labels = {"train_images": rung, "seed": "100", "model": model, "setting": setting}
         return {"labels": labels, "metrics": {"val_accuracy": val, "test_accuracy": test},
@@ -183,7 +183,10 @@ def test_selection_chooses_rho_on_validation_and_one_matched_loss_per_rung() -> 
              cell("vit", "rho0.05", 0.74, 0.1, vit), cell("vit", "rho0.1", 0.74, 0.1, vit),
              cell("vit", "rho0.2", 0.71, 0.99, vit), cell("resnet", "vanilla", 0.8, 0.8, resnet)]
     results = {"cells": {str(i): c for i, c in enumerate(cells)}}
-    assert ladder.choices(results) == {}  # the ResNet has no SAM runs yet: the rung waits for it
+    early = ladder.choices(results)  # the ResNet has no SAM runs yet: the ViT's choice does not wait for them
+    assert list(early) == [("vit", "2350")] and early[("vit", "2350")]["matched_loss"] == 1.0
+    without_adamw = {str(i): c for i, c in enumerate(cells) if c["labels"]["model"] == "vit"}
+    assert ladder.choices({"cells": without_adamw}, {("vit", "2350"), ("resnet", "2350")}) == {}  # level unknown
     cells += [cell("resnet", f"rho{r}", 0.8 + (r == "0.2") / 100, 0.0, resnet) for r in ladder.RHOS]
     cells += [cell("vit", "vanilla", 0.7, 0.9, vit, "6000")]  # a rung with a family unfinished
     got = ladder.choices({"cells": {str(i): c for i, c in enumerate(cells)}})

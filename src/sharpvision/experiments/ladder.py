@@ -270,34 +270,31 @@ def choices(results: dict[str, Any], expected: set[tuple[str, str]] | None = Non
     seeds; a tie goes to the smaller rho). The matched-loss level is one per rung, shared by every family there: the
     highest of the families' AdamW training losses at half their epochs, a level each AdamW run has passed by then.
     One level per rung matches SAM with AdamW within a family *and* the ViT with the ResNet, whose own half-epoch
-    losses differ 30-fold (0.42 against 0.0125 at 2,350 images). A rung appears only when every (model, rung) of
-    ``expected`` there (default: those with any finished cell) has all its runs finished."""
+    losses differ 30-fold (0.42 against 0.0125 at 2,350 images). A (model, rung) appears once its own runs have all
+    finished and so have the AdamW runs of every family of ``expected`` at that rung (default: those with any
+    finished cell), which fix the level: a family's choice never waits for another family's SAM runs."""
     runs: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
     for cell in results.get("cells", {}).values():
         lab = cell["labels"]
         runs.setdefault((lab["model"], lab[AXIS], lab["setting"]), []).append(cell)
     expected = expected if expected is not None else {(m, r) for m, r, _ in runs}
-    per_family = {}
-    for model, rung in sorted(expected):
+    half = {(m, r): float(f"{sum(map(_loss_at_half, v)) / len(v):.3g}")
+            for (m, r, s), v in runs.items() if s == "vanilla" and (m, r) in expected}
+    out = {}
+    for model, rung in sorted(expected, key=lambda p: (float(p[1]), p[0])):
         settings = {s: runs.get((model, rung, s)) for s in ("vanilla", *(f"rho{r}" for r in RHOS))}
-        if not all(settings.values()):
+        family = [m for m, r in expected if r == rung]
+        if not all(settings.values()) or any((m, rung) not in half for m in family):
             continue
         val = {r: sum(c["metrics"]["val_accuracy"] for c in settings[f"rho{r}"]) / len(settings[f"rho{r}"])
                for r in RHOS}
-        levels = [_loss_at_half(c) for c in settings["vanilla"]]
-        per_family[(model, rung)] = {
+        adamw = settings["vanilla"]
+        out[(model, rung)] = {
             "rho": float(max(RHOS, key=lambda r: (val[r], -float(r)))),
             "val_accuracy": {r: round(v, 4) for r, v in val.items()},
-            "adamw_val_accuracy": round(sum(c["metrics"]["val_accuracy"] for c in settings["vanilla"]) / len(levels),
-                                        4),
-            "family_loss_at_half": float(f"{sum(levels) / len(levels):.3g}")}
-    out = {}
-    for rung in sorted({r for _, r in expected}, key=float):
-        family = {m: c for (m, r), c in per_family.items() if r == rung}
-        if len(family) < sum(r == rung for _, r in expected):
-            continue
-        level = max(c["family_loss_at_half"] for c in family.values())
-        out |= {(m, rung): c | {"matched_loss": level} for m, c in family.items()}
+            "adamw_val_accuracy": round(sum(c["metrics"]["val_accuracy"] for c in adamw) / len(adamw), 4),
+            "family_loss_at_half": half[(model, rung)],
+            "matched_loss": max(half[(m, rung)] for m in family)}
     return out
 
 
@@ -307,8 +304,8 @@ def _loss_at_half(cell: dict[str, Any]) -> float:
 
 
 def unfinished(results: dict[str, Any], expected: list[dict[str, str]]) -> dict[str, list[str]]:
-    """rung -> the selection runs (``model setting``) it still waits for (a rung waiting for none is chosen): what a
-    user sees of a selection in progress."""
+    """rung -> the selection runs (``model setting``) it still waits for: what a user sees of a selection in
+    progress."""
     labels = [c["labels"] for c in results.get("cells", {}).values()]
     done = {(lab["model"], lab[AXIS], lab["setting"]) for lab in labels}
     out: dict[str, list[str]] = {}
@@ -350,8 +347,7 @@ def main(argv: list[str] | None = None) -> int:
               f"AdamW loss at half its epochs {c['family_loss_at_half']}, the rung's matched loss {c['matched_loss']}")
     for rung, runs in unfinished({"cells": cells}, suite_cells).items():
         total = sum(lab[AXIS] == rung for lab in suite_cells)
-        print(f"# {rung} images: not chosen yet, {total - len(runs)} of {total} runs finished; waiting for "
-              f"{', '.join(runs)}")
+        print(f"# {rung} images: {total - len(runs)} of {total} runs finished; waiting for {', '.join(runs)}")
     print(yaml.safe_dump({"where": where_rules(chosen)}, sort_keys=False, default_flow_style=None), end="")
     return 0
 
