@@ -19,7 +19,6 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from common import provenance, write_result
-from pytorch_optimizer import LookSAM as PeerLookSAM
 
 from sharpvision import config, models
 from sharpvision import data as svdata
@@ -47,6 +46,7 @@ def run(cfg: config.Config, bundle: svdata.DataBundle, splits: tuple[torch.Tenso
     elif impl == "ours":
         opt = LookSAM(model.parameters(), torch.optim.AdamW, rho=rho, alpha=alpha, **adamw)
     else:
+        from pytorch_optimizer import LookSAM as PeerLookSAM  # a peer of the studies only (make bench-deps)
         opt = PeerLookSAM(model.parameters(), torch.optim.AdamW, rho=rho, k=K, alpha=alpha, **adamw)
     order = torch.Generator().manual_seed(cfg.seed)
     batch, step, curve = cfg.data.batch_size, 0, []
