@@ -44,3 +44,11 @@ def test_paired_keeps_the_committed_shape_and_computes_through_stats(common) -> 
     assert common.paired_t_p([0.85, 0.86], [0.85, 0.86]) is None  # no spread: no p
     assert common.paired_t_p([0.06, 0.09], [0.01, 0.04]) is None  # +5 points twice, up to rounding
 
+
+
+def test_the_recorded_command_reads_back_as_it_ran(common, monkeypatch) -> None:
+    """An argument with spaces (a --notes) is quoted, so the command in a result can be pasted and run."""
+    import shlex
+    argv = ["benchmarks/hessian_peers.py", "--tols", "1e-2", "--notes", "one thread; beside a training run"]
+    monkeypatch.setattr(common.sys, "argv", argv)
+    assert shlex.split(common.provenance("cpu")["command"]) == ["python", *argv]
