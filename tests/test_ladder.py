@@ -296,3 +296,30 @@ def test_a_ladder_directory_takes_a_new_rungs_choices_but_never_changes_a_starte
     with pytest.raises(SuiteError, match=r"would change cell train_images=2350,seed=0,model=vit,setting=sam"):
         claim(load_suite(_suite(tmp_path / "c", where=moved)), out)
     assert yaml.safe_load((out / "suite.yaml").read_text())["where"] == grown  # the refused suite left no trace
+
+
+def test_the_ladder_table_carries_robustness_where_cells_were_evaluated(tmp_path: Path) -> None:
+    """Corruption and PGD accuracy per family and rung, SAM's gain paired by seed; only the measures both settings
+    have, in reading order (corruptions, then PGD by eps)."""
+    from sharpvision.report import ladder as view
+    acc = {(m, s, r): [0.70, 0.71, 0.72] for m in ("vit", "resnet") for s in ("vanilla", "sam") for r in RUNGS[:2]}
+    results = _results(acc)
+    for cell in results["cells"].values():
+        if cell["labels"]["model"] == "vit" and cell["labels"]["train_images"] == "2350":
+            sam, seed = cell["labels"]["setting"] == "sam", int(cell["labels"]["seed"])
+            cell["metrics"] |= {"pgd_linf_accuracy@0.03": 0.2 + 0.01 * seed + 0.05 * sam,
+                                "pgd_linf_accuracy@0.01": 0.5 + 0.02 * sam,
+                                "mean_corruption_accuracy": 0.6 + 0.03 * sam + 0.01 * seed}
+            if sam:
+                cell["metrics"]["mnist_c_mean_accuracy"] = 0.5  # one setting only: no gain, not shown
+    rows = ladder.rung_table(results)
+    vit = next(r for r in rows if r.get("model") == "vit" and r["train_images"] == "2350")
+    assert [m["measure"] for m in vit["robustness"]] == [
+        "mean_corruption_accuracy", "pgd_linf_accuracy@0.01", "pgd_linf_accuracy@0.03"]
+    assert [m["gain"]["effect"] for m in vit["robustness"]] == pytest.approx([3.0, 2.0, 5.0])
+    assert vit["robustness"][0]["adamw"]["mean"] == pytest.approx(61.0) and vit["robustness"][0]["gain"]["n"] == 3
+    assert all(r["robustness"] == [] for r in rows if "gain" in r and r is not vit)
+    table = [b for b in view.blocks(results, tmp_path) if type(b).__name__ == "Table"][-1]
+    assert table.id == "ladder-robustness" and [row[2] for row in table.rows] == [
+        "corruptions (mean)", "PGD L-inf, eps 0.01", "PGD L-inf, eps 0.03"]
+    assert table.rows[2][5].startswith("+5.0")

@@ -212,7 +212,7 @@ def rung_table(results: dict[str, Any]) -> list[dict[str, Any]]:
     paired by seed with its 95% interval, and AdamW's lambda_max at matched loss and at the end; per rung and pair
     (micro, 2x), the gap (ViT-SAM minus ResNet-AdamW) and the gain difference (ViT's SAM gain minus ResNet's), in
     points paired by seed, and the ViT / ResNet sharpness log ratio (matched and end) with its interval. What the
-    figure draws."""
+    figure draws. Each family row also carries its robustness measures where the cells were evaluated."""
     e = Evidence(results)
     rows = []
     for rung in sorted(e.axes.get(AXIS, []), key=float):
@@ -230,9 +230,36 @@ def rung_table(results: dict[str, Any]) -> list[dict[str, Any]]:
                                                                            **{AXIS: rung}).values()))
                 except Missing:
                     row[f"adamw_{metric}"] = None
+            row["robustness"] = _robustness(e, rung, model)
             rows.append(row)
         rows += _pair_rows(e, rung)
     return rows
+
+
+def robust_measures(metrics: Any) -> list[str]:
+    """The robustness figures among metric names, in reading order: mean corruption accuracy, mean MNIST-C
+    accuracy, then PGD accuracy by eps (``sharpvision eval`` on the cell's run)."""
+    fixed = [m for m in ("mean_corruption_accuracy", "mnist_c_mean_accuracy") if m in metrics]
+    attacks = sorted((m for m in metrics if m.startswith("pgd_")),
+                     key=lambda m: (m.split("@")[0], float(m.split("@")[1])))
+    return fixed + attacks
+
+
+def _robustness(e: Evidence, rung: str, model: str) -> list[dict[str, Any]]:
+    """Per robustness measure evaluated on both settings of a family at a rung: each setting's accuracy in points
+    (mean +- std) and SAM's gain paired by seed with its 95% interval."""
+    cells = [c for c in e.cells if c["labels"].get(AXIS) == rung and c["labels"].get("model") == model]
+    out = []
+    for measure in robust_measures({m for c in cells for m in c["metrics"]}):
+        try:
+            gain = e.gain(measure, model, **{AXIS: rung})
+        except Missing:
+            continue
+        out.append({"measure": measure, "gain": stats.one_sample(list(gain.values())),
+                    **{key: stats.mean_std(list(e.accuracy(measure, model=model, setting=setting,
+                                                           **{AXIS: rung}).values()))
+                       for setting, key in (("vanilla", "adamw"), ("sam", "sam"))}})
+    return out
 
 
 def _pair_rows(e: Evidence, rung: str) -> list[dict[str, Any]]:

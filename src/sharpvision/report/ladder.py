@@ -42,13 +42,30 @@ def blocks(results: dict[str, Any], figures: Path) -> list[Block]:
                         tuple((r[AXIS], r["model"], "matched loss" if r["metric"].endswith("matched") else "end",
                                stats.fmt_effect(r["log_ratio"], 2), str(r["log_ratio"]["n"])) for r in ratios),
                         caption="Positive: the ViT is the sharper network (AdamW).")
+    robust = [(r, m) for r in families for m in r.get("robustness", [])]
+    robust_table = Table(("images", "model", "measure", "AdamW", "SAM", "SAM gain [95% CI]", "n"),
+                         tuple((r[AXIS], r["model"], _measure(m["measure"]), stats.fmt_mean_std(m["adamw"]),
+                                stats.fmt_mean_std(m["sam"]), stats.fmt_effect(m["gain"]), str(m["gain"]["n"]))
+                               for r, m in robust),
+                         id="ladder-robustness",
+                         caption="Accuracy in points under corruption and attack (sharpvision eval on each cell's "
+                         "last checkpoint; mean +- std over seeds), SAM's gain paired by seed.")
     return [Heading("The scale ladder", id="ladder"),
             Text("Which way the paper's effects move as the training set and the model grow; the tests and their "
                  "rule are in the claims above and in docs/ladder.md."),
             Figure(NAME, "Left: SAM's gain per family against the training-set size (mean and 95% interval over "
                    "seeds). Right: log(lambda_max ViT / ResNet) with AdamW, at matched training loss and at the end "
                    "(above zero: the ViT is sharper)."),
-            table, *([contrast_table] if contrasts else []), *([ratio_table] if ratios else [])]
+            table, *([contrast_table] if contrasts else []), *([ratio_table] if ratios else []),
+            *([robust_table] if robust else [])]
+
+
+def _measure(name: str) -> str:
+    """A robustness metric's name as a reader says it."""
+    if name.startswith("pgd_"):
+        norm, eps = name[len("pgd_"):].split("_accuracy@")
+        return f"PGD {'L-inf' if norm == 'linf' else 'L2'}, eps {eps}"
+    return {"mean_corruption_accuracy": "corruptions (mean)", "mnist_c_mean_accuracy": "MNIST-C (mean)"}[name]
 
 
 def _by_pair(rows: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, dict[str, Any]]]:
