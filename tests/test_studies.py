@@ -4,7 +4,9 @@ each shows its --help as run from the repository root, they record their results
 
 import importlib
 import inspect
+import math
 import runpy
+import shutil
 import sys
 from pathlib import Path
 
@@ -83,3 +85,50 @@ def test_the_prune_table_carries_the_sources_accuracy_and_drops_by_hand(as_a_stu
     assert half["drop_vanilla"]["mean"] == pytest.approx(3.0) and half["drop_sam"]["mean"] == pytest.approx(0.5)
     assert half["sam_minus_vanilla"]["mean"] == pytest.approx((0.5 - 2 + 0.5 - 4) / 2)
     assert vit["largest_activity_amount_within_1pt"] == {"vanilla": [0.0, 0.0], "sam": [0.9, 0.9]}
+
+
+def test_ntk_at_init_rebuilds_a_cells_initialisation_from_its_recipe(tmp_path: Path, as_a_study, monkeypatch,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    """Without a checkpoint, the study rebuilds a cell's initial weights from its recipe and seed: the kappa it
+    measures is the one the suite runner measured on the run's own init. A first measurement (here made infinite,
+    as a zero head made the Mixer's) is kept beside the new one, and a cell re-measured once is left alone."""
+    import json
+
+    import torch
+    import yaml
+
+    from sharpvision import experiments
+    spec = {"name": "ntk-test", "recipe": "tiny.yaml",
+            "overrides": ["schedule.epochs=1", "schedule.warmup_epochs=0", "data.subset_train=32",
+                          "data.subset_test=32", "data.batch_size=32", "data.val_fraction=0.002", "train.threads=1",
+                          "model.name=vit_micro"],
+            "axes": {"seed": [3]}, "analysis": ["ntk"], "analysis_settings": {"ntk_n": 12, "batch_size": 12}}
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(spec))
+    suite, out = experiments.load_suite(tmp_path / "s.yaml"), tmp_path / "out"
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        experiments.run_suite(suite, out, suite.cells(), say=lambda _: None)
+    finally:
+        torch.set_num_threads(threads)
+    cell = next((out / "cells").iterdir())
+    shutil.rmtree(cell / "run" / "checkpoints")  # as committed cells are: no weights left
+    measured = json.loads((cell / "result.json").read_text())["analysis"]["ntk_kappa_at_init"]
+    for path, keys in ((cell / "result.json", ("analysis", "ntk_kappa_at_init")),
+                       (cell / "analysis" / "ntk.json", ("at_init", "kappa"))):
+        saved = json.loads(path.read_text())
+        saved[keys[0]][keys[1]] = math.inf
+        path.write_text(json.dumps(saved))
+    monkeypatch.setattr(sys, "argv", ["studies/ntk_at_init.py", str(out)])
+    with pytest.raises(SystemExit) as exit_:
+        runpy.run_path(str(STUDIES / "ntk_at_init.py"), run_name="__main__")
+    assert exit_.value.code == 0 and "kappa at init inf ->" in capsys.readouterr().out
+    result = json.loads((cell / "result.json").read_text())
+    assert result["analysis"]["ntk_kappa_at_init"] == pytest.approx(measured, rel=1e-9)
+    assert result["remeasured"]["ntk_kappa_at_init"]["before"] == math.inf
+    assert json.loads((cell / "analysis" / "ntk.first.json").read_text())["at_init"]["kappa"] == math.inf
+    assert json.loads((cell / "analysis" / "ntk.json").read_text())["at_init"]["kappa"] == pytest.approx(measured,
+                                                                                                         rel=1e-9)
+    with pytest.raises(SystemExit):
+        runpy.run_path(str(STUDIES / "ntk_at_init.py"), run_name="__main__")
+    assert "already re-measured, kept" in capsys.readouterr().out
