@@ -53,7 +53,8 @@ def remeasure(cell_dir: Path, settings: dict[str, Any]) -> tuple[float | None, f
     saved = json.loads(old_path.read_text())
     saved |= {k: new[k] for k in ("at_init", "at_init_full")}
     saved["remeasured"] = {"why": WHY, "command": shlex.join(["python", *sys.argv]),
-                           "device": f"{rt.device.type} ({torch.get_num_threads()} threads)", "torch": torch.__version__}
+                           "device": f"{rt.device.type} ({torch.get_num_threads()} threads)",
+                           "torch": torch.__version__}
     old_path.write_text(json.dumps(saved, indent=2))
     result_path = cell_dir / "result.json"
     result = json.loads(result_path.read_text())
