@@ -14,7 +14,8 @@ its gradient graph built once and each product one backward through it. Each lev
 - ``timm attention code`` (ViT): timm's ``fused_attn`` off, its own q k^T / softmax / v in Python (what the
   analysis did before; the baseline keeps ``F.scaled_dot_product_attention`` with the math kernel pinned);
 - ``SDPA fused kernel`` (ViT): the fused CPU kernel instead, which has no double backward (an error);
-- ``vmap x B``: B products in one backward through the kept graph (``is_grads_batched``), cost per product.
+- ``vmap x B``: B products in one backward through the kept graph (``is_grads_batched``), cost per product;
+- ``channels last`` (convolutional models): weights and images in channels-last memory order.
 
 Lanczos bookkeeping: one step's re-orthogonalisation and Ritz values, against one product.
 
@@ -102,6 +103,15 @@ def _float64_way(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Way:
     return lambda vs: hvp([v.double() for v in vs[0]])
 
 
+def _channels_last_way(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Way:
+    """Kept-graph products with the convolutions' weights and the images in channels-last memory order (what
+    oneDNN's CPU convolutions prefer); the same numbers, another layout."""
+    import copy
+    model_cl = copy.deepcopy(model).to(memory_format=torch.channels_last)
+    hvp = _one_graph(model_cl, x.contiguous(memory_format=torch.channels_last), y)
+    return lambda vs: hvp(vs[0])
+
+
 def _attention_way(model: nn.Module, x: torch.Tensor, y: torch.Tensor, fused: bool) -> Way:
     """Kept-graph products with timm's own attention code (``fused_attn`` off: q k^T, softmax, times v, in Python)
     or, ``fused``, with SDPA's fused CPU kernel (flash attention for CPU) in place of the math kernel."""
@@ -144,6 +154,8 @@ def time_ways(model: nn.Module, x: torch.Tensor, y: torch.Tensor, rounds: int) -
     table = {name: way for name, (way, _) in _product_ways(model, x, y).items()}
     counts = {name: count for name, (_, count) in _product_ways(model, x, y).items()}
     table["float64"], counts["float64"] = _float64_way(model, x, y), 1
+    if any(isinstance(m, nn.Conv2d) for m in model.modules()):
+        table["channels last"], counts["channels last"] = _channels_last_way(model, x, y), 1
     if any(hasattr(m, "fused_attn") for m in model.modules()):
         for name, fused in (("timm attention code", False), ("SDPA fused kernel", True)):
             table[name], counts[name] = _attention_way(model, x, y, fused), 1
