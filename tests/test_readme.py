@@ -172,12 +172,17 @@ def test_readme_is_a_first_screen() -> None:
     assert headings == ["Try it", "What it shows", "Command line", "Library", "Documentation"]
     intro = text.split("\n## ")[0].split("\n\n", 1)[1]
     assert len(intro.strip().splitlines()) <= 3
-    shows = text.split("## What it shows")[1].split("\n\n")[1]
-    assert "(docs/findings.md)" in shows and len(re.findall(r"[.!?](?:\s|$)", shows)) == 3
+    shows = text.split("## What it shows")[1].split("\n## ")[0].strip().split("\n\n")
+    assert "(docs/findings.md)" in shows[0] and len(shows[0].splitlines()) <= 2  # where every figure is
+    findings = re.split(r"^- ", shows[1], flags=re.M)[1:]  # short: one item per finding, each a few lines
+    assert 3 <= len(findings) <= 5 and all(len(f.splitlines()) <= 5 for f in findings)
+    assert [f.split(":**")[0].split("**")[1] for f in findings][-1] == "Open"  # what is open, said last
+    assert "report/report.md)" in shows[1] and "sharpvision report" in shows[2]  # the reports, and how to make one
 
 
-def test_readme_claims_table_fits_120_columns_and_prints_no_nonfinite_number() -> None:
-    block = re.search(r"^<!-- figures: paper_cpu -->\n(.*?)^<!-- /figures: paper_cpu -->", README.read_text(),
+def test_the_claims_table_fits_120_columns_and_prints_no_nonfinite_number() -> None:
+    findings = README.parent / "docs" / "findings.md"
+    block = re.search(r"^<!-- figures: paper_cpu -->\n(.*?)^<!-- /figures: paper_cpu -->", findings.read_text(),
                       re.S | re.M)[1]
     rows = [line for line in block.splitlines() if line.startswith("|")]
     assert len(rows) > 10

@@ -125,7 +125,7 @@ def test_ntk_at_init_rebuilds_a_cells_initialisation_from_its_recipe(tmp_path: P
     assert exit_.value.code == 0 and "kappa at init inf ->" in capsys.readouterr().out
     result = json.loads((cell / "result.json").read_text())
     assert result["analysis"]["ntk_kappa_at_init"] == pytest.approx(measured, rel=1e-9)
-    assert result["remeasured"]["ntk_kappa_at_init"]["before"] == math.inf
+    assert result["remeasured"]["ntk_kappa_at_init"]["before"] == "inf"  # strict JSON
     assert json.loads((cell / "analysis" / "ntk.first.json").read_text())["at_init"]["kappa"] == math.inf
     assert json.loads((cell / "analysis" / "ntk.json").read_text())["at_init"]["kappa"] == pytest.approx(measured,
                                                                                                          rel=1e-9)

@@ -27,10 +27,12 @@ predicted direction, contradicted when p < 0.05 the other way, inconclusive othe
 from __future__ import annotations
 
 import math
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from sharpvision import paper, stats
+from sharpvision.experiments.aggregate import attack_metric
 from sharpvision.experiments.claims import ALPHA, Claim, Comparison, Evidence, Missing, Values
 
 if TYPE_CHECKING:
@@ -236,18 +238,17 @@ def rung_table(results: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
-def robust_measures(metrics: Any) -> list[str]:
+def robust_measures(metrics: Collection[str]) -> list[str]:
     """The robustness figures among metric names, in reading order: mean corruption accuracy, mean MNIST-C
-    accuracy, then PGD accuracy by eps (``sharpvision eval`` on the cell's run)."""
+    accuracy, then PGD accuracy by norm and eps (``sharpvision eval`` on the cell's run)."""
     fixed = [m for m in ("mean_corruption_accuracy", "mnist_c_mean_accuracy") if m in metrics]
-    attacks = sorted((m for m in metrics if m.startswith("pgd_")),
-                     key=lambda m: (m.split("@")[0], float(m.split("@")[1])))
-    return fixed + attacks
+    attacks = {m: a for m in metrics if (a := attack_metric(m)) and a[0] == "pgd"}
+    return fixed + sorted(attacks, key=lambda m: attacks[m][1:])
 
 
 def _robustness(e: Evidence, rung: str, model: str) -> list[dict[str, Any]]:
-    """Per robustness measure evaluated on both settings of a family at a rung: each setting's accuracy in points
-    (mean +- std) and SAM's gain paired by seed with its 95% interval."""
+    """Per robustness measure evaluated on both settings of a family at a rung, over the seeds both have: each
+    setting's accuracy in points (mean +- std) and SAM's gain paired by seed with its 95% interval."""
     cells = [c for c in e.cells if c["labels"].get(AXIS) == rung and c["labels"].get("model") == model]
     out = []
     for measure in robust_measures({m for c in cells for m in c["metrics"]}):
@@ -256,8 +257,8 @@ def _robustness(e: Evidence, rung: str, model: str) -> list[dict[str, Any]]:
         except Missing:
             continue
         out.append({"measure": measure, "gain": stats.one_sample(list(gain.values())),
-                    **{key: stats.mean_std(list(e.accuracy(measure, model=model, setting=setting,
-                                                           **{AXIS: rung}).values()))
+                    **{key: stats.mean_std([v for s, v in e.accuracy(measure, model=model, setting=setting,
+                                                                     **{AXIS: rung}).items() if s in gain])
                        for setting, key in (("vanilla", "adamw"), ("sam", "sam"))}})
     return out
 
