@@ -326,3 +326,21 @@ def test_the_ladder_table_carries_robustness_where_cells_were_evaluated(tmp_path
     assert table.id == "ladder-robustness" and [row[2] for row in table.rows] == [
         "corruptions (mean)", "PGD L-inf, eps 0.01", "PGD L-inf, eps 0.1"]
     assert table.rows[2][5].startswith("+5.0")
+
+
+def test_a_trend_is_read_over_the_rungs_finished_so_far_and_says_which() -> None:
+    """The ladder runs rung by rung: with 2,350 complete, 6,000 at two seeds and 15,000 not started, each data trend
+    uses the two finished rungs and the seeds they share, and names them; with one rung it is not measured."""
+    acc = {(m, s, r): [0.70 + 0.01 * k + (0.02 if (m, s, r) == ("vit", "sam", "2350") else 0.0) for k in range(3)]
+           for m in ("vit", "resnet") for s in ("vanilla", "sam") for r in RUNGS[:2]}
+    results = _results(acc)
+    results["axes"]["train_images"] = list(RUNGS)  # the suite's three rungs; 15,000 has no cell yet
+    results["cells"] = {k: c for k, c in results["cells"].items()
+                        if not (c["labels"]["train_images"] == "6000" and c["labels"]["seed"] == "2")}
+    gain = _by_id(results)["gain_vs_data"]["tests"][0]
+    assert gain["rungs"] == ["2350", "6000"] and gain["n"] == 2
+    # ViT's gain: 2 points at 2,350 and 0 at 6,000, the ResNet's 0 at both: -2 over log2(6000 / 2350) doublings
+    assert gain["effect"] == pytest.approx(-2.0 / math.log2(6000 / 2350))
+    one_rung = {k: c for k, c in results["cells"].items() if c["labels"]["train_images"] == "2350"}
+    claim = _by_id(results | {"cells": one_rung})["gain_vs_data"]
+    assert claim["verdict"] == "not measured" and "needs two train_images rungs with it; found 2350" in claim["why"]

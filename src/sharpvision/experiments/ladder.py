@@ -77,11 +77,21 @@ class Trend:
         return out | {"verdict": stats.verdict(signed, ALPHA)}
 
 
-def _rungs(e: Evidence) -> list[str]:
-    rungs = e.axes.get(AXIS, [])
-    if len(rungs) < 2:
-        raise Missing(f"second rung of {AXIS}")
-    return rungs
+def _finished_rungs(e: Evidence, of: Any) -> dict[str, Values]:
+    """``of`` at every rung that has what it reads (a ladder runs rung by rung: a trend over the rungs finished so
+    far is reported with them, and says which); at least two, or the trend is not measured."""
+    values, missing = {}, []
+    for rung in e.axes.get(AXIS, []):
+        try:
+            values[rung] = of(e, rung, MICRO)
+        except Missing as lacking:
+            missing.append(str(lacking))
+    values = {r: v for r, v in values.items() if v}
+    if len(values) < 2:
+        found = ", ".join(sorted(values, key=float)) or "none"
+        raise Missing(f"{missing[0] if missing else 'seeds shared'} (a trend needs two {AXIS} rungs with it; "
+                      f"found {found})")
+    return values
 
 
 def _model_rung(e: Evidence) -> str:
@@ -110,7 +120,7 @@ def _gap(e: Evidence, rung: str, pair: tuple[str, str]) -> Values:
 
 
 def _over_data(name: str, unit: str, predicted: int, of: Any) -> Any:
-    return lambda e: [Trend(name, {r: of(e, r, MICRO) for r in _rungs(e)}, unit, predicted)]
+    return lambda e: [Trend(name, _finished_rungs(e, of), unit, predicted)]
 
 
 def _over_size(name: str, of: Any, unit: str = "points") -> Any:
