@@ -106,6 +106,7 @@ def test_gain_and_gap_trends_with_a_crossing_inside_or_beyond_the_range() -> Non
     gain = got["gain_vs_data"]["tests"][0]
     assert gain["verdict"] == "holds" and gain["predicted"] == "negative"  # the paper's direction: negative
     assert gain["effect"] == pytest.approx(-2.0, abs=0.2) and gain["n"] == 3 and gain["rungs"] == list(RUNGS)
+    assert "partial" not in gain and "partial" not in gain["test"]  # every rung of the suite is in
     gap = got["gap_vs_data"]["tests"][0]
     # gap = (0.70 + gain_vit) - 0.80 = -0.02 - 0.02 x + ... : at x=0 it is -2 points and falls: contradicted
     assert gap["verdict"] == "contradicted"
@@ -339,6 +340,7 @@ def test_a_trend_is_read_over_the_rungs_finished_so_far_and_says_which() -> None
                         if not (c["labels"]["train_images"] == "6000" and c["labels"]["seed"] == "2")}
     gain = _by_id(results)["gain_vs_data"]["tests"][0]
     assert gain["rungs"] == ["2350", "6000"] and gain["n"] == 2
+    assert gain["partial"] == "rungs 2350, 6000 of 2350, 6000, 15000" and gain["test"].endswith(gain["partial"])
     # ViT's gain: 2 points at 2,350 and 0 at 6,000, the ResNet's 0 at both: -2 over log2(6000 / 2350) doublings
     assert gain["effect"] == pytest.approx(-2.0 / math.log2(6000 / 2350))
     one_rung = {k: c for k, c in results["cells"].items() if c["labels"]["train_images"] == "2350"}

@@ -50,6 +50,7 @@ class Trend:
     values: dict[str, Values]  # rung label -> seed -> value
     unit: str
     predicted: int
+    of_rungs: tuple[str, ...] = ()  # the suite's rungs: fewer with values make the reading partial, said in its test
 
     def result(self) -> dict[str, Any]:
         rungs = sorted(self.values, key=float)
@@ -65,6 +66,9 @@ class Trend:
         test = stats.per_seed_slopes(x, ys)
         crossing = test["crossing_x"]
         out |= {k: test[k] for k in ("effect", "ci", "p", "n", "test")}
+        if len(rungs) < len(self.of_rungs):
+            out["partial"] = f"rungs {', '.join(rungs)} of {', '.join(sorted(self.of_rungs, key=float))}"
+            out["test"] += f"; partial: {out['partial']}"
         if crossing is not None:
             lo, hi = min(x), max(x)
             out["crossing_images"] = 2 ** crossing
@@ -120,7 +124,7 @@ def _gap(e: Evidence, rung: str, pair: tuple[str, str]) -> Values:
 
 
 def _over_data(name: str, unit: str, predicted: int, of: Any) -> Any:
-    return lambda e: [Trend(name, _finished_rungs(e, of), unit, predicted)]
+    return lambda e: [Trend(name, _finished_rungs(e, of), unit, predicted, tuple(e.axes.get(AXIS, [])))]
 
 
 def _over_size(name: str, of: Any, unit: str = "points") -> Any:
