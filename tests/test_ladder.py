@@ -346,3 +346,15 @@ def test_a_trend_is_read_over_the_rungs_finished_so_far_and_says_which() -> None
     one_rung = {k: c for k, c in results["cells"].items() if c["labels"]["train_images"] == "2350"}
     claim = _by_id(results | {"cells": one_rung})["gain_vs_data"]
     assert claim["verdict"] == "not measured" and "needs two train_images rungs with it; found 2350" in claim["why"]
+
+
+def test_the_ladder_figure_shows_every_rung_when_a_family_has_one(tmp_path: Path, monkeypatch) -> None:
+    """A family with one rung so far (the Mixer) must not narrow the axis to that rung and hide the others."""
+    from sharpvision.report import ladder as view
+    acc = {(m, s, r): [0.70, 0.71, 0.72] for m in ("vit", "resnet") for s in ("vanilla", "sam") for r in RUNGS[:2]}
+    acc |= {("mixer", s, "2350"): [0.70, 0.71, 0.72] for s in ("vanilla", "sam")}
+    drawn = []
+    monkeypatch.setattr(view, "save_figure", lambda fig, path: drawn.append(fig) or path)
+    view.draw(ladder.rung_table(_results(acc)), tmp_path / "ladder.png")
+    left = drawn[0].axes[0]
+    assert left.get_xlim()[0] < 2350 and left.get_xlim()[1] > 6000

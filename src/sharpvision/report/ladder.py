@@ -91,6 +91,10 @@ def draw(rows: list[dict[str, Any]], path: Path) -> Path:
               label, f"C{i}", dashed=not metric.endswith("matched"))
     right.set(ylabel="log(lambda_max ViT / ResNet)", title="Sharpness ratio against data")
     for ax in (left, right):
+        xs = {x for line in ax.lines for x in line.get_xdata()}
+        if len(xs) == 1:  # one rung so far: a margin around it (not a family's one point among several rungs)
+            x = xs.pop()
+            ax.set_xlim(x / math.sqrt(2), x * math.sqrt(2))
         ax.axhline(0, color="#1d2330", lw=0.8)
         ax.set_xscale("log", base=2)
         ax.set_xlabel("training images")
@@ -109,5 +113,3 @@ def _line(ax: Any, points: list[tuple[str, dict[str, Any]]], label: str, colour:
     hi = [r["ci"][1] - r["effect"] if r.get("ci") else 0.0 for _, r in points]
     ax.errorbar(xs, ys, yerr=[lo, hi], label=label, color=colour, marker="o", ms=4, capsize=3,
                 ls="--" if dashed else "-")
-    if len(xs) == 1:
-        ax.set_xlim(xs[0] / math.sqrt(2), xs[0] * math.sqrt(2))
