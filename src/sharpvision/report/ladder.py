@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from sharpvision import stats
+from sharpvision.experiments.aggregate import attack_metric
 from sharpvision.experiments.ladder import AXIS, rung_table
 from sharpvision.figures import plt, save_figure
 from sharpvision.report.doc import Block, Figure, Heading, Table, Text
@@ -62,9 +63,9 @@ def blocks(results: dict[str, Any], figures: Path) -> list[Block]:
 
 def _measure(name: str) -> str:
     """A robustness metric's name as a reader says it."""
-    if name.startswith("pgd_"):
-        norm, eps = name[len("pgd_"):].split("_accuracy@")
-        return f"PGD {'L-inf' if norm == 'linf' else 'L2'}, eps {eps}"
+    if attack := attack_metric(name):
+        _, norm, eps = attack
+        return f"PGD {'L-inf' if norm == 'linf' else 'L2'}, eps {eps:g}"
     return {"mean_corruption_accuracy": "corruptions (mean)", "mnist_c_mean_accuracy": "MNIST-C (mean)"}[name]
 
 
