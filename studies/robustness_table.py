@@ -21,17 +21,20 @@ from typing import Any
 from sharpvision import checkpoint as ckpt
 from sharpvision.evaluate import run as evaluation
 from sharpvision.experiments import load_suite, tables
+from sharpvision.experiments.suite import SuiteError, select
 
 TABLE2 = ["setting=vanilla", "setting=sam", "data.fraction=0.04", "data.label_noise=0.0"]
 
 
-def wanted(labels: dict[str, str], only: list[str]) -> bool:
-    """Cells whose labels match: values of one axis are alternatives, axes must all match."""
-    by_axis: dict[str, set[str]] = {}
+def filters(only: list[str]) -> list[str]:
+    """``--only`` as ``sharpvision reproduce --only`` reads it, with repeated filters on one axis merged into one
+    (``--only setting=vanilla --only setting=sam`` is ``--only setting=vanilla,sam``): labels of one axis are
+    alternatives, axes must all match."""
+    by_axis: dict[str, list[str]] = {}
     for item in only:
-        axis, value = item.split("=", 1)
-        by_axis.setdefault(axis, set()).add(value)
-    return all(labels.get(axis) in values for axis, values in by_axis.items())
+        axis, sep, labels = item.partition("=")
+        by_axis.setdefault(axis if sep else item, []).extend(labels.split(",") if sep else [])
+    return [f"{axis}={','.join(labels)}" if labels else axis for axis, labels in by_axis.items()]
 
 
 def current(path: Path, settings: dict[str, Any]) -> bool:
@@ -72,7 +75,9 @@ def evaluate_cell(run_dir: Path, args: argparse.Namespace) -> dict[str, float]:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("suite_dir", type=Path, help="a suite directory (sharpvision reproduce --out) with checkpoints")
-    p.add_argument("--only", action="append", help=f"AXIS=LABEL filters (default: {' '.join(TABLE2)})")
+    p.add_argument("--only", action="append",
+                   help=f"AXIS=LABEL[,LABEL...] filters, as reproduce reads them; repeated on one axis, alternatives "
+                        f"(default, paper-cpu's Table 2 cells: {' '.join(TABLE2)})")
     p.add_argument("--corruption-subset", type=int, default=2000, help="test images for the 75 corruptions")
     p.add_argument("--attack-subset", type=int, default=1000, help="test images for PGD")
     p.add_argument("--eps", default="0.01,0.03", help="PGD L-inf radii in pixel units")
@@ -82,9 +87,13 @@ def main() -> None:
     args = p.parse_args()
     only = args.only or TABLE2
     suite = load_suite(args.suite_dir / "suite.yaml")
-    for cell in suite.cells():
+    try:
+        cells = select(suite.cells(), filters(only), None)
+    except SuiteError as e:
+        p.exit(2, f"robustness_table: {e}\n")
+    for cell in cells:
         run_dir = args.suite_dir / "cells" / cell.folder / "run"
-        if not wanted(dict(cell.labels), only) or not (run_dir.parent / "result.json").is_file():
+        if not (run_dir.parent / "result.json").is_file():
             continue
         if not ckpt.exists(run_dir / "checkpoints"):
             print(f"{cell.key}: no checkpoint left, skipped")

@@ -132,3 +132,21 @@ def test_ntk_at_init_rebuilds_a_cells_initialisation_from_its_recipe(tmp_path: P
     with pytest.raises(SystemExit):
         runpy.run_path(str(STUDIES / "ntk_at_init.py"), run_name="__main__")
     assert "already re-measured, kept" in capsys.readouterr().out
+
+
+def test_the_robustness_table_reads_only_as_reproduce_does(tmp_path: Path, as_a_study, monkeypatch,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """Repeated filters on one axis are alternatives (the commands the docs quote), merged into reproduce's
+    ``AXIS=A,B`` form; a label the suite does not have stops the study with one line naming it, before any work."""
+    import yaml
+    filters = runpy.run_path(str(STUDIES / "robustness_table.py"))["filters"]
+    assert filters(["setting=vanilla", "seed=3", "setting=sam"]) == ["setting=vanilla,sam", "seed=3"]
+    assert filters(["model=vit,resnet"]) == ["model=vit,resnet"]
+    spec = {"name": "only-test", "recipe": "tiny.yaml", "axes": {"seed": [3, 4], "model.name": ["vit_micro"]}}
+    (tmp_path / "suite.yaml").write_text(yaml.safe_dump(spec))
+    monkeypatch.setattr(sys, "argv", ["studies/robustness_table.py", str(tmp_path), "--only", "seed=5"])
+    with pytest.raises(SystemExit) as exit_:
+        runpy.run_path(str(STUDIES / "robustness_table.py"), run_name="__main__")
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and err.count("\n") == 1 and "'5'" in err and "seed" in err
+    assert not (tmp_path / "cells").exists() and not (tmp_path / "tables").exists()
