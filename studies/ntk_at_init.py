@@ -38,14 +38,10 @@ def remeasure(cell_dir: Path, settings: dict[str, Any]) -> tuple[float, float]:
 
     from sharpvision import config as svconfig
     from sharpvision.analysis.run import Subject, analyze
-    from sharpvision.runtime import Runtime, seeded
-    from sharpvision.tasks import task_of
+    from sharpvision.runs import build_initial
 
     cfg = svconfig.from_dict(yaml.safe_load((cell_dir / "run" / "config.yaml").read_text()))
-    task, rt = task_of(cfg), Runtime.from_config(cfg)
-    with seeded(cfg.seed):  # training's draws: the same data and the same initial weights
-        bundle = task.build_data(cfg)
-        model = task.build_model(cfg, bundle).eval().to(rt.device)
+    rt, bundle, model = build_initial(cfg)  # training's draws: the same data and the same initial weights
     subject = Subject(cell_dir.name, cfg, copy.deepcopy(model), model, bundle, rt.device, 0)
     with tempfile.TemporaryDirectory() as tmp:
         new = analyze(subject, ["ntk"], Path(tmp), progress=lambda _: None, **settings)["ntk"]

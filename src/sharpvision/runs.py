@@ -74,13 +74,20 @@ def open_run(target: str | Path, ema: bool = False, overrides: Sequence[str] = (
         raise ckpt.CheckpointError(f"{target}: {task.lacks} to {purpose}; probe or fine-tune it first "
                                    f"(sharpvision finetune {target} --mode linear)")
     weights = saved.weights(ema)  # refused here when the run kept no EMA weights
-    rt = Runtime.from_config(cfg)
-    with seeded(cfg.seed):  # training's draws, so ``init`` is the run's; the caller's random streams are kept
+    rt, bundle, model = build_initial(cfg)
+    init = copy.deepcopy(model) if keep_init else None
+    ckpt.fit(model, weights, saved.path, f"model {cfg.model.name!r}")
+    return Run(saved, cfg, task, rt, bundle, model, ema, init)
+
+
+def build_initial(cfg: svconfig.Config) -> tuple[Runtime, svdata.DataBundle, nn.Module]:
+    """The runtime, data and model (eval mode, on its device) as training draws them for ``cfg.seed``: the model
+    holds the run's initial weights, with no checkpoint needed; the caller's random streams are kept."""
+    rt, task = Runtime.from_config(cfg), task_of(cfg)
+    with seeded(cfg.seed):
         bundle = task.build_data(cfg)
         model = task.build_model(cfg, bundle).eval()
-        init = copy.deepcopy(model).to(rt.device) if keep_init else None
-    ckpt.fit(model, weights, saved.path, f"model {cfg.model.name!r}")
-    return Run(saved, cfg, task, rt, bundle, model.to(rt.device), ema, init)
+    return rt, bundle, model.to(rt.device)
 
 
 def _check_overrides(saved: ckpt.Checkpoint, cfg: svconfig.Config, overrides: Sequence[str]) -> None:
