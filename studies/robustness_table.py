@@ -33,7 +33,7 @@ def filters(only: list[str]) -> list[str]:
     by_axis: dict[str, list[str]] = {}
     for item in only:
         axis, sep, labels = item.partition("=")
-        by_axis.setdefault(axis if sep else item, []).extend(labels.split(",") if sep else [])
+        by_axis.setdefault(axis, []).extend(labels.split(",") if sep else [])
     return [f"{axis}={','.join(labels)}" if labels else axis for axis, labels in by_axis.items()]
 
 
