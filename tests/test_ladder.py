@@ -358,3 +358,34 @@ def test_the_ladder_figure_shows_every_rung_when_a_family_has_one(tmp_path: Path
     view.draw(ladder.rung_table(_results(acc)), tmp_path / "ladder.png")
     left = drawn[0].axes[0]
     assert left.get_xlim()[0] < 2350 and left.get_xlim()[1] > 6000
+
+
+def test_the_ladder_figure_draws_the_model_rung_against_width_not_over_the_micro_points(tmp_path: Path,
+                                                                                        monkeypatch) -> None:
+    """The 2x-wide pair sits at one data rung: a second row draws each family at micro and 2x width there, and the
+    panels against data keep to the micro families, where a wide point would hide behind a micro one."""
+    from sharpvision.report import ladder as view
+    acc = {(m, s, r): [0.70 + (0.03 if s == "sam" and m == "vit2" else 0.0), 0.71, 0.72]
+           for m in ("vit", "resnet") for s in ("vanilla", "sam") for r in RUNGS[:2]}
+    acc |= {(m, s, "6000"): [0.70 + (0.03 if s == "sam" and m == "vit2" else 0.0), 0.71, 0.72]
+            for m in ("vit2", "resnet2") for s in ("vanilla", "sam")}
+    lam = {(m, r): [10.0, 12.0, 11.0] for m in ("vit", "resnet") for r in RUNGS[:2]}
+    lam |= {("vit2", "6000"): [40.0, 48.0, 44.0], ("resnet2", "6000"): [20.0, 22.0, 21.0]}
+    drawn = []
+    monkeypatch.setattr(view, "save_figure", lambda fig, path: drawn.append(fig) or path)
+    view.draw(ladder.rung_table(_results(acc, lam)), tmp_path / "ladder.png")
+    data_gain, data_ratio, width_gain, width_ratio = drawn[0].axes
+    lines = {(ax, c.get_label()): c.lines[0] for ax in drawn[0].axes for c in ax.containers}  # errorbar: data line
+    assert [c.get_label() for c in data_gain.containers] == ["vit", "resnet"]  # no vit2 among the data rungs
+    assert [c.get_label() for c in data_ratio.containers] == ["vit / resnet, matched loss", "vit / resnet, end"]
+    vit = lines[(width_gain, "vit")]
+    assert list(vit.get_xdata()) == [1.0, 2.0] and list(vit.get_ydata()) == pytest.approx([0.0, 1.0])
+    matched = lines[(width_ratio, "vit / resnet, matched loss")]
+    assert matched.get_ydata()[1] == pytest.approx(np.mean(np.log([40 / 20, 48 / 22, 44 / 21])))
+    assert matched.get_ydata()[0] == pytest.approx(0.0)  # the micro pair: equal lambda_max
+    drawn.clear()
+    view.draw(ladder.rung_table(_results({k: v for k, v in acc.items() if k[0] in MICRO_FAMILIES})), tmp_path / "b")
+    assert len(drawn[0].axes) == 2  # no model rung yet: one row
+
+
+MICRO_FAMILIES = ("vit", "resnet")

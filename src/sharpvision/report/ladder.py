@@ -10,11 +10,12 @@ from typing import Any
 
 from sharpvision import stats
 from sharpvision.experiments.aggregate import attack_metric
-from sharpvision.experiments.ladder import AXIS, rung_table
+from sharpvision.experiments.ladder import AXIS, MICRO, WIDE, rung_table
 from sharpvision.figures import plt, save_figure
 from sharpvision.report.doc import Block, Figure, Heading, Table, Text
 
 NAME = "ladder.png"
+COLOURS = {"vit": "C0", "mixer": "C1", "resnet": "C2"}  # one colour per family in every panel
 
 
 def blocks(results: dict[str, Any], figures: Path) -> list[Block]:
@@ -40,7 +41,7 @@ def blocks(results: dict[str, Any], figures: Path) -> list[Block]:
                            "the ViT with SAM beats the ResNet with AdamW.")
     ratios = [r for r in rows if "log_ratio" in r]
     ratio_table = Table(("images", "pair", "lambda_max at", "log(ViT / ResNet) [95% CI]", "n"),
-                        tuple((r[AXIS], r["model"], "matched loss" if r["metric"].endswith("matched") else "end",
+                        tuple((r[AXIS], r["model"], _at(r["metric"]),
                                stats.fmt_effect(r["log_ratio"], 2), str(r["log_ratio"]["n"])) for r in ratios),
                         caption="Positive: the ViT is the sharper network (AdamW).")
     robust = [(r, m) for r in families for m in r.get("robustness", [])]
@@ -56,7 +57,8 @@ def blocks(results: dict[str, Any], figures: Path) -> list[Block]:
                  "rule are in the claims above and in docs/ladder.md."),
             Figure(NAME, "Left: SAM's gain per family against the training-set size (mean and 95% interval over "
                    "seeds). Right: log(lambda_max ViT / ResNet) with AdamW, at matched training loss and at the end "
-                   "(above zero: the ViT is sharper)."),
+                   "(above zero: the ViT is sharper). Once the model rung has results, a second row shows the same "
+                   "at micro and twice the width, at that rung's data size."),
             table, *([contrast_table] if contrasts else []), *([ratio_table] if ratios else []),
             *([robust_table] if robust else [])]
 
@@ -82,30 +84,62 @@ def _lambdas(row: dict[str, Any]) -> str:
 
 
 def draw(rows: list[dict[str, Any]], path: Path) -> Path:
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6))
-    for i, model in enumerate(dict.fromkeys(r["model"] for r in rows if "gain" in r)):
-        _line(left, [(r[AXIS], r["gain"]) for r in rows if r.get("model") == model and "gain" in r], model, f"C{i}")
+    """Against data, the micro families and pair; against model size (a second row, once the model rung has
+    results), each family at micro and 2x width at the model rung's data size, so no wide point hides behind a
+    micro one at the same number of images."""
+    wide = [r for r in rows if r.get("model") in (*WIDE, " / ".join(WIDE))]
+    fig, axes = plt.subplots(2 if wide else 1, 2, figsize=(10, 7.2 if wide else 3.6), squeeze=False)
+    (left, right) = axes[0]
+    micro = [r for r in rows if r.get("model") not in (*WIDE, " / ".join(WIDE))]
+    for model in dict.fromkeys(r["model"] for r in micro if "gain" in r):
+        _line(left, [(r[AXIS], r["gain"]) for r in micro if r["model"] == model and "gain" in r], model,
+              COLOURS[model])
     left.set(ylabel="SAM gain (points)", title="SAM's gain against data")
-    for i, (pair, metric) in enumerate(dict.fromkeys((r["model"], r["metric"]) for r in rows if "log_ratio" in r)):
-        label = f"{pair}, {'matched loss' if metric.endswith('matched') else 'end'}"
-        _line(right, [(r[AXIS], r["log_ratio"]) for r in rows if r.get("model") == pair and r.get("metric") == metric],
-              label, f"C{i}", dashed=not metric.endswith("matched"))
+    for i, (pair, metric) in enumerate(dict.fromkeys((r["model"], r["metric"]) for r in micro if "log_ratio" in r)):
+        _line(right, [(r[AXIS], r["log_ratio"]) for r in micro if r["model"] == pair and r.get("metric") == metric],
+              f"{pair}, {_at(metric)}", f"C{i}", dashed=not metric.endswith("matched"))
     right.set(ylabel="log(lambda_max ViT / ResNet)", title="Sharpness ratio against data")
     for ax in (left, right):
         xs = {x for line in ax.lines for x in line.get_xdata()}
         if len(xs) == 1:  # one rung so far: a margin around it (not a family's one point among several rungs)
             x = xs.pop()
             ax.set_xlim(x / math.sqrt(2), x * math.sqrt(2))
-        ax.axhline(0, color="#1d2330", lw=0.8)
         ax.set_xscale("log", base=2)
         ax.set_xlabel("training images")
+    if wide:
+        _by_width(axes[1], rows, wide[0][AXIS])
+    for ax in axes.flat:
+        ax.axhline(0, color="#1d2330", lw=0.8)
         ax.grid(alpha=0.3)
-        if ax.lines:
+        if ax.containers:  # an errorbar drawn
             ax.legend(fontsize=7, frameon=False)
     return save_figure(fig, path)
 
 
-def _line(ax: Any, points: list[tuple[str, dict[str, Any]]], label: str, colour: str, dashed: bool = False) -> None:
+def _by_width(axes: Any, rows: list[dict[str, Any]], rung: str) -> None:
+    """SAM's gain per family and the sharpness ratio at micro (x = 1) and 2x width (x = 2), at the model rung."""
+    left, right = axes
+    at = [r for r in rows if r[AXIS] == rung]
+    for micro, wide in zip(MICRO, WIDE, strict=True):
+        _line(left, [(w, r["gain"]) for w, name in ((1, micro), (2, wide)) for r in at
+                     if r.get("model") == name and "gain" in r], micro, COLOURS[micro])
+    left.set(ylabel="SAM gain (points)", title=f"SAM's gain against width ({rung} images)")
+    pairs = (" / ".join(MICRO), " / ".join(WIDE))
+    for i, metric in enumerate(("lambda_max_matched", "lambda_max")):
+        _line(right, [(w, r["log_ratio"]) for w, name in zip((1, 2), pairs, strict=True) for r in at
+                      if r.get("model") == name and r.get("metric") == metric],
+              f"vit / resnet, {_at(metric)}", f"C{i}", dashed=metric == "lambda_max")
+    right.set(ylabel="log(lambda_max ViT / ResNet)", title=f"Sharpness ratio against width ({rung} images)")
+    for ax in axes:
+        ax.set(xlim=(0.7, 2.3), xticks=[1, 2], xticklabels=["micro", "2x width"], xlabel="model")
+
+
+def _at(metric: str) -> str:
+    return "matched loss" if metric.endswith("matched") else "end"
+
+
+def _line(ax: Any, points: list[tuple[str | float, dict[str, Any]]], label: str, colour: str,
+          dashed: bool = False) -> None:
     points = [(float(x), r) for x, r in points if r.get("effect") is not None]
     if not points:
         return
