@@ -384,8 +384,5 @@ def test_the_ladder_figure_draws_the_model_rung_against_width_not_over_the_micro
     assert matched.get_ydata()[1] == pytest.approx(np.mean(np.log([40 / 20, 48 / 22, 44 / 21])))
     assert matched.get_ydata()[0] == pytest.approx(0.0)  # the micro pair: equal lambda_max
     drawn.clear()
-    view.draw(ladder.rung_table(_results({k: v for k, v in acc.items() if k[0] in MICRO_FAMILIES})), tmp_path / "b")
+    view.draw(ladder.rung_table(_results({k: v for k, v in acc.items() if k[0] in ladder.MICRO})), tmp_path / "b")
     assert len(drawn[0].axes) == 2  # no model rung yet: one row
-
-
-MICRO_FAMILIES = ("vit", "resnet")
