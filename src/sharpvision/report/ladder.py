@@ -100,11 +100,12 @@ def draw(rows: list[dict[str, Any]], path: Path) -> Path:
               f"{pair}, {_at(metric)}", f"C{i}", dashed=not metric.endswith("matched"))
     right.set(ylabel="log(lambda_max ViT / ResNet)", title="Sharpness ratio against data")
     for ax in (left, right):
-        xs = {x for line in ax.lines for x in line.get_xdata()}
-        if len(xs) == 1:  # one rung so far: a margin around it (not a family's one point among several rungs)
-            x = xs.pop()
-            ax.set_xlim(x / math.sqrt(2), x * math.sqrt(2))
+        xs = sorted({x for line in ax.lines for x in line.get_xdata()})
         ax.set_xscale("log", base=2)
+        if len(xs) == 1:  # one rung so far: a margin around it (not a family's one point among several rungs)
+            ax.set_xlim(xs[0] / math.sqrt(2), xs[0] * math.sqrt(2))
+        ax.set_xticks(xs, [f"{x:,.0f}" for x in xs], minor=False)  # the rungs themselves, not powers of two
+        ax.minorticks_off()
         ax.set_xlabel("training images")
     if wide:
         _by_width(axes[1], rows, wide[0][AXIS])
@@ -123,13 +124,13 @@ def _by_width(axes: Any, rows: list[dict[str, Any]], rung: str) -> None:
     for micro, wide in zip(MICRO, WIDE, strict=True):
         _line(left, [(w, r["gain"]) for w, name in ((1, micro), (2, wide)) for r in at
                      if r.get("model") == name and "gain" in r], micro, COLOURS[micro])
-    left.set(ylabel="SAM gain (points)", title=f"SAM's gain against width ({rung} images)")
+    left.set(ylabel="SAM gain (points)", title=f"SAM's gain against width ({float(rung):,.0f} images)")
     pairs = (" / ".join(MICRO), " / ".join(WIDE))
     for i, metric in enumerate(("lambda_max_matched", "lambda_max")):
         _line(right, [(w, r["log_ratio"]) for w, name in zip((1, 2), pairs, strict=True) for r in at
                       if r.get("model") == name and r.get("metric") == metric],
               f"vit / resnet, {_at(metric)}", f"C{i}", dashed=metric == "lambda_max")
-    right.set(ylabel="log(lambda_max ViT / ResNet)", title=f"Sharpness ratio against width ({rung} images)")
+    right.set(ylabel="log(lambda_max ViT / ResNet)", title=f"Sharpness ratio against width ({float(rung):,.0f} images)")
     for ax in axes:
         ax.set(xlim=(0.7, 2.3), xticks=[1, 2], xticklabels=["micro", "2x width"], xlabel="model")
 
