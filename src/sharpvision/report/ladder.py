@@ -16,6 +16,7 @@ from sharpvision.report.doc import Block, Figure, Heading, Table, Text
 
 NAME = "ladder.png"
 COLOURS = {"vit": "C0", "mixer": "C1", "resnet": "C2"}  # one colour per family in every panel
+PAIRS = (" / ".join(MICRO), " / ".join(WIDE))  # the pair rows' model names (rung_table)
 
 
 def blocks(results: dict[str, Any], figures: Path) -> list[Block]:
@@ -87,10 +88,10 @@ def draw(rows: list[dict[str, Any]], path: Path) -> Path:
     """Against data, the micro families and pair; against model size (a second row, once the model rung has
     results), each family at micro and 2x width at the model rung's data size, so no wide point hides behind a
     micro one at the same number of images."""
-    wide = [r for r in rows if r.get("model") in (*WIDE, " / ".join(WIDE))]
+    wide = [r for r in rows if r.get("model") in (*WIDE, PAIRS[1])]
+    micro = [r for r in rows if r not in wide]
     fig, axes = plt.subplots(2 if wide else 1, 2, figsize=(10, 7.2 if wide else 3.6), squeeze=False)
     (left, right) = axes[0]
-    micro = [r for r in rows if r.get("model") not in (*WIDE, " / ".join(WIDE))]
     for model in dict.fromkeys(r["model"] for r in micro if "gain" in r):
         _line(left, [(r[AXIS], r["gain"]) for r in micro if r["model"] == model and "gain" in r], model,
               COLOURS[model])
@@ -125,9 +126,8 @@ def _by_width(axes: Any, rows: list[dict[str, Any]], rung: str) -> None:
         _line(left, [(w, r["gain"]) for w, name in ((1, micro), (2, wide)) for r in at
                      if r.get("model") == name and "gain" in r], micro, COLOURS[micro])
     left.set(ylabel="SAM gain (points)", title=f"SAM's gain against width ({float(rung):,.0f} images)")
-    pairs = (" / ".join(MICRO), " / ".join(WIDE))
     for i, metric in enumerate(("lambda_max_matched", "lambda_max")):
-        _line(right, [(w, r["log_ratio"]) for w, name in zip((1, 2), pairs, strict=True) for r in at
+        _line(right, [(w, r["log_ratio"]) for w, name in zip((1, 2), PAIRS, strict=True) for r in at
                       if r.get("model") == name and r.get("metric") == metric],
               f"vit / resnet, {_at(metric)}", f"C{i}", dashed=metric == "lambda_max")
     right.set(ylabel="log(lambda_max ViT / ResNet)", title=f"Sharpness ratio against width ({float(rung):,.0f} images)")
