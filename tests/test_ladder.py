@@ -386,3 +386,19 @@ def test_the_ladder_figure_draws_the_model_rung_against_width_not_over_the_micro
     drawn.clear()
     view.draw(ladder.rung_table(_results({k: v for k, v in acc.items() if k[0] in ladder.MICRO})), tmp_path / "b")
     assert len(drawn[0].axes) == 2  # no model rung yet: one row
+
+
+def test_a_model_size_comparison_over_fewer_seeds_than_the_suite_says_it_is_partial() -> None:
+    """The model rung runs seed by seed: with the 2x-wide pair at two of three seeds, each model-size test names the
+    seeds it has; with all three it carries no such mark."""
+    acc = {(m, s, r): [0.70, 0.71, 0.72] for m in ("vit", "resnet") for s in ("vanilla", "sam") for r in RUNGS[:2]}
+    acc |= {(m, s, "6000"): [0.70 + (0.02 if (m, s) == ("vit2", "sam") else 0.0), 0.71, 0.72]
+            for m in ("vit2", "resnet2") for s in ("vanilla", "sam")}
+    results = _results(acc)
+    whole = _by_id(results)["gain_vs_model"]["tests"][0]
+    assert "partial" not in whole["compare"] and whole["n"] == 3
+    results["cells"] = {k: c for k, c in results["cells"].items()
+                        if not (c["labels"]["model"] == "vit2" and c["labels"]["seed"] == "2")}
+    for claim in ("gain_vs_model", "gap_vs_model"):
+        test = _by_id(results)[claim]["tests"][0]
+        assert test["n"] == 2 and test["compare"].endswith("; partial: 2 of 3 seeds")
