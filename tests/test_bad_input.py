@@ -147,6 +147,7 @@ RECIPE_TEXTS = [
     pytest.param("model: {name: vit_micro\n", ["malformed YAML", "flow mapping"], id="unclosed-brace"),
     pytest.param('name: "tiny\n', ["malformed YAML", "quoted scalar"], id="unclosed-quote"),
     pytest.param("optim:\n  rho: !!float ;\n", ["malformed YAML", "could not convert"], id="bad-tagged-float"),
+    pytest.param("optim:\n  rho: !!float\n", ["malformed YAML"], id="empty-tagged-float"),
     pytest.param("name: a: b\n", ["malformed YAML", "mapping values are not allowed"], id="colon-in-value"),
     pytest.param("name: a\n---\nname: b\n", ["malformed YAML", "single document"], id="two-documents"),
     pytest.param("name: *nope\n", ["malformed YAML", "undefined alias 'nope'"], id="undefined-alias"),

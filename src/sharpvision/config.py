@@ -533,7 +533,7 @@ def load(path: str | Path, overrides: list[str] | None = None) -> Config:
         raise ConfigError(f"recipe {path}: not a text file (a YAML recipe is UTF-8 text)") from None
     except yaml.YAMLError as e:
         raise ConfigError(f"recipe {path}: malformed YAML: {e}") from None
-    except (ValueError, TypeError) as e:  # PyYAML's constructors raise these for a bad tagged scalar (!!float ;)
+    except (ValueError, TypeError, IndexError) as e:  # PyYAML's constructors, on a bad tagged scalar (!!float ;)
         raise ConfigError(f"recipe {path}: malformed YAML: {e}") from None
     except RecursionError:
         raise ConfigError(f"recipe {path}: nested too deeply to be a recipe") from None
